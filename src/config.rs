@@ -1,0 +1,280 @@
+//! Experiment configs: one JSON file per run under `experiments/`.
+//!
+//! Every field of the blog's recipe is spelled out in the file, so a run folder's saved
+//! `config.json` says exactly what was trained. Unknown fields are rejected (a typo must not
+//! silently fall back to a default), and `--set key=value` edits any existing field.
+use anyhow::{bail, ensure, Context, Result};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use std::path::{Path, PathBuf};
+
+/// The folder that holds the shipped experiment configs.
+pub const EXPERIMENTS_DIR: &str = "experiments";
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Experiment {
+    /// Short name; also the default results folder `results/<name>`.
+    pub name: String,
+    /// One line on what this run is and what the blog found.
+    #[serde(default)]
+    pub description: String,
+    pub model: ModelConfig,
+    pub epochs: usize,
+    pub batch_size: usize,
+    pub optimizer: OptimizerConfig,
+    pub lr_schedule: LrSchedule,
+    pub augmentation: AugmentConfig,
+    /// Seeds the weights, the per-epoch shuffles and the augmentation draws.
+    pub seed: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ModelConfig {
+    /// Only "resnext" exists: the blog's network, parametrised like titu1994/Keras-ResNeXt.
+    pub name: String,
+    /// 29 gives three bottleneck blocks per stage: blocks per stage = (depth - 2) / 9.
+    pub depth: usize,
+    /// Number of groups in each grouped 3x3 convolution.
+    pub cardinality: usize,
+    /// Channels per group in the first stage; stage s has cardinality * width * 2^s channels.
+    pub width: usize,
+    pub num_classes: usize,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OptimizerConfig {
+    /// Only "sgd" exists (Keras SGD with momentum and Nesterov).
+    pub name: String,
+    /// The lr set on the optimizer; a step schedule overrides it from epoch 0.
+    pub lr: f64,
+    pub momentum: f64,
+    pub nesterov: bool,
+    /// Keras `l2(...)` factor on conv and dense kernels: loss += l2 * sum(w^2).
+    pub l2: f64,
+}
+
+/// How the learning rate moves over epochs.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "rule", rename_all = "snake_case", deny_unknown_fields)]
+pub enum LrSchedule {
+    /// Keras `LearningRateScheduler`: `values[k]` from epoch `boundaries[k-1]` on (0-based).
+    Step { boundaries: Vec<usize>, values: Vec<f64> },
+    /// Keras `ReduceLROnPlateau` on the monitored quantity (Keras-style `val_loss`).
+    ReduceOnPlateau {
+        monitor: String,
+        factor: f64,
+        patience: usize,
+        cooldown: usize,
+        min_delta: f64,
+        min_lr: f64,
+    },
+}
+
+/// Keras `ImageDataGenerator` arguments (fill_mode 'constant', cval 0 are fixed).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AugmentConfig {
+    pub horizontal_flip: bool,
+    /// Fraction of the width: shifts are uniform in +-range * W pixels, not rounded.
+    pub width_shift_range: f64,
+    pub height_shift_range: f64,
+    /// Degrees: rotations are uniform in +-range.
+    pub rotation_range: f64,
+}
+
+impl Experiment {
+    /// Reads `<name>` from `experiments/` or a path to a JSON file, applies `--set` overrides
+    /// and checks the values.
+    pub fn load(name_or_path: &str, overrides: &[String]) -> Result<Self> {
+        let path = resolve_path(name_or_path)?;
+        let text = std::fs::read_to_string(&path)
+            .with_context(|| format!("cannot read experiment config {}", path.display()))?;
+        Self::from_json(&text, overrides).with_context(|| format!("in experiment config {}", path.display()))
+    }
+
+    pub fn from_json(text: &str, overrides: &[String]) -> Result<Self> {
+        let mut value: Value = serde_json::from_str(text).context("not valid JSON")?;
+        for item in overrides {
+            apply_override(&mut value, item)?;
+        }
+        let experiment: Experiment = serde_json::from_value(value)?;
+        experiment.validate()?;
+        Ok(experiment)
+    }
+
+    pub fn validate(&self) -> Result<()> {
+        ensure!(self.epochs > 0, "field `epochs` must be at least 1, got {}", self.epochs);
+        ensure!(self.batch_size > 0, "field `batch_size` must be at least 1, got {}", self.batch_size);
+        let m = &self.model;
+        ensure!(m.name == "resnext", "field `model.name`: unknown model {:?} (known: \"resnext\")", m.name);
+        ensure!(
+            m.depth >= 11 && (m.depth - 2) % 9 == 0,
+            "field `model.depth` must be 9n+2 with n >= 1 (e.g. 29), got {}",
+            m.depth
+        );
+        ensure!(m.cardinality > 0, "field `model.cardinality` must be at least 1");
+        ensure!(m.width > 0, "field `model.width` must be at least 1");
+        ensure!(m.num_classes == 10, "field `model.num_classes` must be 10 for CIFAR-10, got {}", m.num_classes);
+        let o = &self.optimizer;
+        ensure!(o.name == "sgd", "field `optimizer.name`: unknown optimizer {:?} (known: \"sgd\")", o.name);
+        ensure!(o.lr > 0.0 && o.lr.is_finite(), "field `optimizer.lr` must be positive, got {}", o.lr);
+        ensure!((0.0..1.0).contains(&o.momentum), "field `optimizer.momentum` must be in [0, 1), got {}", o.momentum);
+        ensure!(o.l2 >= 0.0 && o.l2.is_finite(), "field `optimizer.l2` must be >= 0, got {}", o.l2);
+        match &self.lr_schedule {
+            LrSchedule::Step { boundaries, values } => {
+                ensure!(
+                    values.len() == boundaries.len() + 1,
+                    "field `lr_schedule.values` needs one more entry than `boundaries` ({} vs {})",
+                    values.len(),
+                    boundaries.len()
+                );
+                ensure!(boundaries.windows(2).all(|w| w[0] < w[1]), "field `lr_schedule.boundaries` must increase");
+                ensure!(values.iter().all(|v| *v > 0.0 && v.is_finite()), "field `lr_schedule.values` must be positive");
+            }
+            LrSchedule::ReduceOnPlateau { monitor, factor, min_lr, min_delta, .. } => {
+                ensure!(monitor == "val_loss", "field `lr_schedule.monitor`: only \"val_loss\" is supported, got {monitor:?}");
+                ensure!(*factor > 0.0 && *factor < 1.0, "field `lr_schedule.factor` must be in (0, 1), got {factor}");
+                ensure!(*min_lr >= 0.0, "field `lr_schedule.min_lr` must be >= 0, got {min_lr}");
+                ensure!(*min_delta >= 0.0, "field `lr_schedule.min_delta` must be >= 0, got {min_delta}");
+            }
+        }
+        let a = &self.augmentation;
+        for (field, v) in [("width_shift_range", a.width_shift_range), ("height_shift_range", a.height_shift_range)] {
+            ensure!((0.0..1.0).contains(&v), "field `augmentation.{field}` must be in [0, 1), got {v}");
+        }
+        ensure!(
+            (0.0..=180.0).contains(&a.rotation_range),
+            "field `augmentation.rotation_range` must be in [0, 180] degrees, got {}",
+            a.rotation_range
+        );
+        Ok(())
+    }
+
+    pub fn to_pretty_json(&self) -> String {
+        serde_json::to_string_pretty(self).expect("an Experiment always serialises")
+    }
+}
+
+/// `my_resnext` -> `experiments/my_resnext.json`; anything with a `/` or `.json` is a path.
+pub fn resolve_path(name_or_path: &str) -> Result<PathBuf> {
+    let as_path = Path::new(name_or_path);
+    if name_or_path.contains('/') || name_or_path.ends_with(".json") {
+        ensure!(as_path.is_file(), "experiment config {} does not exist", as_path.display());
+        return Ok(as_path.to_path_buf());
+    }
+    let candidate = Path::new(EXPERIMENTS_DIR).join(format!("{name_or_path}.json"));
+    if candidate.is_file() {
+        return Ok(candidate);
+    }
+    let known = list_experiments().unwrap_or_default().join(", ");
+    bail!("no experiment named {name_or_path:?}: {} does not exist (known: {known})", candidate.display())
+}
+
+/// Names of the configs in `experiments/`, sorted.
+pub fn list_experiments() -> Result<Vec<String>> {
+    let mut names: Vec<String> = std::fs::read_dir(EXPERIMENTS_DIR)
+        .with_context(|| format!("cannot list {EXPERIMENTS_DIR}/"))?
+        .filter_map(|entry| {
+            let name = entry.ok()?.file_name().into_string().ok()?;
+            let stem = name.strip_suffix(".json")?;
+            (stem != "comparisons").then(|| stem.to_string())
+        })
+        .collect();
+    names.sort();
+    Ok(names)
+}
+
+/// Applies one `key.path=value` override. The key must already exist (so a typo is an
+/// error, not a new field); the value is parsed as JSON, else taken as a string.
+pub fn apply_override(config: &mut Value, item: &str) -> Result<()> {
+    let (key, raw) = item
+        .split_once('=')
+        .with_context(|| format!("--set {item:?}: expected key=value, e.g. lr_schedule.patience=2"))?;
+    let mut node = &mut *config;
+    for part in key.split('.') {
+        let Value::Object(map) = node else {
+            bail!("--set {key}: `{part}` is inside a value that is not an object");
+        };
+        let known: Vec<String> = map.keys().cloned().collect();
+        node = map
+            .get_mut(part)
+            .with_context(|| format!("--set {key}: no field `{part}` here (fields: {})", known.join(", ")))?;
+    }
+    *node = serde_json::from_str(raw).unwrap_or_else(|_| Value::String(raw.to_string()));
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn shipped(name: &str) -> Experiment {
+        let text = std::fs::read_to_string(format!("{}/experiments/{name}.json", env!("CARGO_MANIFEST_DIR"))).unwrap();
+        Experiment::from_json(&text, &[]).unwrap()
+    }
+
+    #[test]
+    fn every_blog_experiment_parses_with_the_spec_values() {
+        for name in ["my_resnext", "resnext", "my_resnext_lr", "my_resnext_lr_v2", "my_resnext_lr_r"] {
+            let e = shipped(name);
+            assert_eq!(e.name, name);
+            assert_eq!((e.epochs, e.batch_size), (300, 64));
+            assert_eq!((e.model.depth, e.model.cardinality, e.model.width), (29, 8, 16));
+            assert_eq!((e.optimizer.momentum, e.optimizer.nesterov, e.optimizer.l2), (0.9, true, 5e-4));
+            assert!(e.augmentation.horizontal_flip);
+            assert_eq!((e.augmentation.width_shift_range, e.augmentation.height_shift_range), (0.125, 0.125));
+            let rotation = if name == "my_resnext_lr_r" { 15.0 } else { 0.0 };
+            assert_eq!(e.augmentation.rotation_range, rotation);
+        }
+        let step = LrSchedule::Step { boundaries: vec![100, 200], values: vec![0.01, 0.001, 0.0001] };
+        assert_eq!(shipped("my_resnext").lr_schedule, step);
+        assert_eq!(shipped("resnext").lr_schedule, step);
+        assert_eq!(shipped("my_resnext_lr").optimizer.lr, 0.1);
+        let LrSchedule::ReduceOnPlateau { patience, min_delta, .. } = shipped("my_resnext_lr").lr_schedule else {
+            panic!("my_resnext_lr must use ReduceLROnPlateau")
+        };
+        assert_eq!((patience, min_delta), (10, 1e-4));
+        for name in ["my_resnext_lr_v2", "my_resnext_lr_r"] {
+            assert_eq!(shipped(name).optimizer.lr, 0.01);
+            let LrSchedule::ReduceOnPlateau { factor, patience, cooldown, min_delta, min_lr, .. } = shipped(name).lr_schedule
+            else {
+                panic!("{name} must use ReduceLROnPlateau")
+            };
+            assert_eq!((factor, patience, cooldown, min_delta, min_lr), (0.1f64.sqrt(), 5, 0, 0.001, 1e-6));
+        }
+    }
+
+    #[test]
+    fn unknown_fields_are_rejected_by_name() {
+        let text = std::fs::read_to_string(format!("{}/experiments/demo.json", env!("CARGO_MANIFEST_DIR"))).unwrap();
+        let bad = text.replacen("\"epochs\"", "\"epoch_count\": 3, \"epochs\"", 1);
+        let err = format!("{:#}", Experiment::from_json(&bad, &[]).unwrap_err());
+        assert!(err.contains("epoch_count"), "{err}");
+        let bad_rule = text.replacen("\"patience\"", "\"patienc\": 1, \"patience\"", 1);
+        if bad_rule != text {
+            let err = format!("{:#}", Experiment::from_json(&bad_rule, &[]).unwrap_err());
+            assert!(err.contains("patienc"), "{err}");
+        }
+    }
+
+    #[test]
+    fn overrides_edit_existing_fields_and_reject_new_ones() {
+        let text = std::fs::read_to_string(format!("{}/experiments/my_resnext_lr_v2.json", env!("CARGO_MANIFEST_DIR"))).unwrap();
+        let e = Experiment::from_json(&text, &["lr_schedule.patience=2".into(), "epochs=7".into()]).unwrap();
+        assert_eq!(e.epochs, 7);
+        assert!(matches!(e.lr_schedule, LrSchedule::ReduceOnPlateau { patience: 2, .. }));
+        let err = format!("{:#}", Experiment::from_json(&text, &["lr_schedule.patiense=2".into()]).unwrap_err());
+        assert!(err.contains("patiense") && err.contains("patience"), "{err}");
+        let err = format!("{:#}", Experiment::from_json(&text, &["epochs=many".into()]).unwrap_err());
+        assert!(err.contains("epochs") || err.contains("invalid type"), "{err}");
+        let err = format!("{:#}", Experiment::from_json(&text, &["epochs=0".into()]).unwrap_err());
+        assert!(err.contains("epochs"), "{err}");
+        let err = format!("{:#}", Experiment::from_json(&text, &["lr_schedule.rule=cosine".into()]).unwrap_err());
+        assert!(err.contains("cosine"), "{err}");
+        let err = format!("{:#}", Experiment::from_json(&text, &["model.name=vgg".into()]).unwrap_err());
+        assert!(err.contains("vgg"), "{err}");
+    }
+}

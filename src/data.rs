@@ -1,0 +1,277 @@
+//! CIFAR-10, binary version: reading, validating, normalising, and fetching the official archive.
+//!
+//! Images stay as u8 (150 MB for all 60,000) and are normalised one batch at a time on the
+//! model's device. Normalising before or after the augmentation's bilinear resampling gives the
+//! same values (the weights sum to one), and the fill value 0 of normalised data is the mean
+//! colour, exactly as in the blog, where Keras normalises the whole array first.
+use anyhow::{bail, ensure, Context, Result};
+use std::io::Read;
+use std::path::{Path, PathBuf};
+use tch::{Device, Kind, Tensor};
+
+pub const IMAGE_BYTES: usize = 3 * 32 * 32;
+pub const RECORD_BYTES: usize = 1 + IMAGE_BYTES;
+pub const RECORDS_PER_FILE: usize = 10_000;
+pub const TRAIN_FILES: [&str; 5] = ["data_batch_1.bin", "data_batch_2.bin", "data_batch_3.bin", "data_batch_4.bin", "data_batch_5.bin"];
+pub const TEST_FILE: &str = "test_batch.bin";
+pub const META_FILE: &str = "batches.meta.txt";
+pub const CLASSES: [&str; 10] = ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"];
+
+/// The blog's per-channel constants on the 0-255 scale (official CIFAR-10 train statistics).
+pub const MEAN: [f64; 3] = [125.307, 122.95, 113.865];
+pub const STD: [f64; 3] = [62.9932, 62.0887, 66.7048];
+
+pub const ARCHIVE_URL: &str = "https://www.cs.toronto.edu/~kriz/cifar-10-binary.tar.gz";
+pub const ARCHIVE_MD5: &str = "c32a1d4ab5d03f1284b67883e8d87530";
+
+/// Images as u8 `[N, 3, 32, 32]` and labels as i64 `[N]`, on one device.
+pub struct Split {
+    pub images: Tensor,
+    pub labels: Tensor,
+}
+
+impl Split {
+    pub fn len(&self) -> usize {
+        self.labels.size()[0] as usize
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// The first `n` images (all of them when `n` is larger).
+    pub fn first(&self, n: usize) -> Split {
+        let n = n.min(self.len()) as i64;
+        Split { images: self.images.narrow(0, 0, n), labels: self.labels.narrow(0, 0, n) }
+    }
+
+    pub fn to_device(&self, device: Device) -> Split {
+        Split { images: self.images.to_device(device), labels: self.labels.to_device(device) }
+    }
+}
+
+pub struct Cifar10 {
+    pub train: Split,
+    pub test: Split,
+}
+
+/// The data folder: `--data-dir`, else `$CIFAR10_DIR`, else `data/cifar-10-batches-bin`.
+pub fn resolve_dir(cli: Option<&Path>) -> PathBuf {
+    match (cli, std::env::var_os("CIFAR10_DIR")) {
+        (Some(dir), _) => dir.to_path_buf(),
+        (None, Some(dir)) => PathBuf::from(dir),
+        (None, None) => PathBuf::from("data/cifar-10-batches-bin"),
+    }
+}
+
+impl Cifar10 {
+    /// Reads and validates all six batch files of `dir`.
+    pub fn load(dir: &Path) -> Result<Self> {
+        ensure!(
+            dir.is_dir(),
+            "CIFAR-10 folder {} does not exist: pass --data-dir, set CIFAR10_DIR, or run `resnext data download`",
+            dir.display()
+        );
+        let train_paths: Vec<PathBuf> = TRAIN_FILES.iter().map(|f| dir.join(f)).collect();
+        Ok(Cifar10 { train: read_split(&train_paths)?, test: read_split(&[dir.join(TEST_FILE)])? })
+    }
+}
+
+fn read_split(paths: &[PathBuf]) -> Result<Split> {
+    let mut images = Vec::with_capacity(paths.len() * RECORDS_PER_FILE * IMAGE_BYTES);
+    let mut labels = Vec::with_capacity(paths.len() * RECORDS_PER_FILE);
+    for path in paths {
+        let bytes = std::fs::read(path).with_context(|| format!("cannot read CIFAR-10 file {}", path.display()))?;
+        ensure!(
+            bytes.len() == RECORDS_PER_FILE * RECORD_BYTES,
+            "CIFAR-10 file {} has {} bytes, expected {} (10,000 records of 3,073 bytes): truncated or not a CIFAR-10 batch",
+            path.display(),
+            bytes.len(),
+            RECORDS_PER_FILE * RECORD_BYTES
+        );
+        parse_records(&bytes, &mut images, &mut labels).with_context(|| format!("in CIFAR-10 file {}", path.display()))?;
+    }
+    let n = labels.len() as i64;
+    Ok(Split {
+        images: Tensor::from_slice(&images).view([n, 3, 32, 32]),
+        labels: Tensor::from_slice(&labels).to_kind(Kind::Int64),
+    })
+}
+
+/// Splits `bytes` into records (label byte, then 3,072 pixel bytes) and appends them. Never
+/// panics: a length that is not a whole number of records or a label above 9 is an error
+/// naming the record.
+pub fn parse_records(bytes: &[u8], images: &mut Vec<u8>, labels: &mut Vec<u8>) -> Result<()> {
+    ensure!(
+        bytes.len() % RECORD_BYTES == 0,
+        "{} bytes is not a whole number of 3,073-byte records",
+        bytes.len()
+    );
+    for (index, record) in bytes.chunks_exact(RECORD_BYTES).enumerate() {
+        let label = record[0];
+        if label > 9 {
+            bail!("record {index} has label byte {label}, expected 0-9");
+        }
+        labels.push(label);
+        images.extend_from_slice(&record[1..]);
+    }
+    Ok(())
+}
+
+/// Class names from `batches.meta.txt` when present, else the official ones.
+pub fn class_names(dir: &Path) -> Vec<String> {
+    let from_file = std::fs::read_to_string(dir.join(META_FILE)).ok().map(|text| {
+        text.lines().map(str::trim).filter(|l| !l.is_empty()).map(String::from).collect::<Vec<_>>()
+    });
+    match from_file {
+        Some(names) if names.len() == 10 => names,
+        _ => CLASSES.iter().map(|s| s.to_string()).collect(),
+    }
+}
+
+/// u8 `[B, 3, H, W]` -> f32 `(x - mean) / std` per channel, on the images' device.
+pub fn normalize(images: &Tensor) -> Tensor {
+    let device = images.device();
+    let mean = Tensor::from_slice(&MEAN).to_kind(Kind::Float).view([1, 3, 1, 1]).to_device(device);
+    let std = Tensor::from_slice(&STD).to_kind(Kind::Float).view([1, 3, 1, 1]).to_device(device);
+    (images.to_kind(Kind::Float) - mean) / std
+}
+
+/// Fetches the official archive into `to`, checks its md5, and extracts the six batch files
+/// and the meta file into `to/cifar-10-batches-bin`. Nothing else in the archive is written.
+pub fn download(to: &Path) -> Result<PathBuf> {
+    std::fs::create_dir_all(to).with_context(|| format!("cannot create {}", to.display()))?;
+    let archive = to.join("cifar-10-binary.tar.gz");
+    if !archive.is_file() || md5_of(&archive)? != ARCHIVE_MD5 {
+        let partial = to.join("cifar-10-binary.tar.gz.part");
+        eprintln!("downloading {ARCHIVE_URL} (162 MB) to {}", archive.display());
+        let response = ureq::get(ARCHIVE_URL).call().with_context(|| format!("cannot download {ARCHIVE_URL}"))?;
+        let mut reader = response.into_reader();
+        let mut file = std::fs::File::create(&partial).with_context(|| format!("cannot create {}", partial.display()))?;
+        std::io::copy(&mut reader, &mut file).with_context(|| format!("download of {ARCHIVE_URL} broke off"))?;
+        drop(file);
+        let md5 = md5_of(&partial)?;
+        if md5 != ARCHIVE_MD5 {
+            let _ = std::fs::remove_file(&partial);
+            bail!("{ARCHIVE_URL}: md5 {md5} does not match the official {ARCHIVE_MD5}; the partial file was deleted");
+        }
+        std::fs::rename(&partial, &archive)?;
+    }
+    extract(&archive, to)
+}
+
+pub fn md5_of(path: &Path) -> Result<String> {
+    use md5::{Digest, Md5};
+    let mut file = std::fs::File::open(path).with_context(|| format!("cannot open {}", path.display()))?;
+    let mut hasher = Md5::new();
+    let mut buffer = vec![0u8; 1 << 20];
+    loop {
+        let n = file.read(&mut buffer).with_context(|| format!("cannot read {}", path.display()))?;
+        if n == 0 {
+            break;
+        }
+        hasher.update(&buffer[..n]);
+    }
+    Ok(format!("{:x}", hasher.finalize()))
+}
+
+/// Extracts the expected members of a CIFAR-10 binary archive into `to/cifar-10-batches-bin`.
+/// Members are matched by their exact name; anything else (other files, `..`, absolute
+/// paths, links) is skipped, so nothing can be written outside that folder.
+pub fn extract(archive: &Path, to: &Path) -> Result<PathBuf> {
+    let expected: Vec<String> = TRAIN_FILES.iter().chain([&TEST_FILE, &META_FILE]).map(|f| format!("cifar-10-batches-bin/{f}")).collect();
+    let out_dir = to.join("cifar-10-batches-bin");
+    std::fs::create_dir_all(&out_dir)?;
+    let file = std::fs::File::open(archive).with_context(|| format!("cannot open {}", archive.display()))?;
+    let mut tar = tar::Archive::new(flate2::read::GzDecoder::new(file));
+    let mut found = 0;
+    for entry in tar.entries().with_context(|| format!("{} is not a tar.gz archive", archive.display()))? {
+        let mut entry = entry?;
+        let name = entry.path()?.to_string_lossy().to_string();
+        if !entry.header().entry_type().is_file() || !expected.contains(&name) {
+            continue;
+        }
+        let target = out_dir.join(Path::new(&name).file_name().expect("expected names have a file name"));
+        let mut bytes = Vec::new();
+        entry.read_to_end(&mut bytes)?;
+        std::fs::write(&target, bytes).with_context(|| format!("cannot write {}", target.display()))?;
+        found += 1;
+    }
+    ensure!(found == expected.len(), "{} holds {found} of the {} expected CIFAR-10 files", archive.display(), expected.len());
+    Ok(out_dir)
+}
+
+/// Loads `dir` and reports counts and per-channel statistics (for `resnext data check`).
+pub fn describe(dir: &Path) -> Result<String> {
+    let start = std::time::Instant::now();
+    let data = Cifar10::load(dir)?;
+    let seconds = start.elapsed().as_secs_f64();
+    let pixels = data.train.images.to_kind(Kind::Double);
+    let mean = Vec::<f64>::try_from(pixels.mean_dim(&[0i64, 2, 3][..], false, Kind::Double))?;
+    let std = Vec::<f64>::try_from(pixels.std_correction(&[0i64, 2, 3][..], 0, false))?;
+    Ok(format!(
+        "{}: {} train and {} test images, loaded in {seconds:.2}s\ntrain mean (0-255): {:.2}, {:.2}, {:.2}\ntrain std (0-255): {:.2}, {:.2}, {:.2}\nclasses: {}",
+        dir.display(),
+        data.train.len(),
+        data.test.len(),
+        mean[0], mean[1], mean[2], std[0], std[1], std[2],
+        class_names(dir).join(", ")
+    ))
+}
+
+#[cfg(test)]
+pub mod tests {
+    use super::*;
+
+    /// The shared test copy of CIFAR-10 (`$CIFAR10_DIR` or `../shared/cifar10/...`).
+    pub fn test_data_dir() -> PathBuf {
+        std::env::var_os("CIFAR10_DIR").map(PathBuf::from).unwrap_or_else(|| {
+            Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/cifar10/cifar-10-batches-bin")
+        })
+    }
+
+    #[test]
+    fn loads_the_real_dataset_with_the_published_statistics() {
+        let start = std::time::Instant::now();
+        let data = Cifar10::load(&test_data_dir()).unwrap();
+        eprintln!("loaded 60,000 images in {:?}", start.elapsed());
+        assert_eq!(data.train.len(), 50_000);
+        assert_eq!(data.test.len(), 10_000);
+        assert_eq!(data.train.images.kind(), Kind::Uint8);
+        let train_counts = data.train.labels.bincount::<Tensor>(None, 10);
+        assert_eq!(Vec::<i64>::try_from(&train_counts).unwrap(), vec![5000; 10]);
+        let test_counts = data.test.labels.bincount::<Tensor>(None, 10);
+        assert_eq!(Vec::<i64>::try_from(&test_counts).unwrap(), vec![1000; 10]);
+        // Figures from the shared copy's README (0-255 scale, population std).
+        let pixels = data.train.images.to_kind(Kind::Double);
+        let mean = Vec::<f64>::try_from(pixels.mean_dim(&[0i64, 2, 3][..], false, Kind::Double)).unwrap();
+        let std = Vec::<f64>::try_from(pixels.std_correction(&[0i64, 2, 3][..], 0, false)).unwrap();
+        for (got, want) in mean.iter().zip([125.27, 122.93, 113.86]) {
+            assert!((got - want).abs() <= 0.01, "mean {mean:?}");
+        }
+        for (got, want) in std.iter().zip([62.57, 61.92, 66.48]) {
+            assert!((got - want).abs() <= 0.01, "std {std:?}");
+        }
+        assert_eq!(class_names(&test_data_dir())[0], "airplane");
+    }
+
+    #[test]
+    fn normalize_uses_the_blog_constants() {
+        let images = Tensor::from_slice(&[125u8, 0, 255]).view([1, 3, 1, 1]).expand([1, 3, 1, 1], false);
+        let x = Vec::<f32>::try_from(normalize(&images).flatten(0, -1)).unwrap();
+        let want = [(125.0 - 125.307) / 62.9932, (0.0 - 122.95) / 62.0887, (255.0 - 113.865) / 66.7048];
+        for (g, w) in x.iter().zip(want) {
+            assert!((*g as f64 - w).abs() < 1e-6, "{x:?}");
+        }
+    }
+
+    #[test]
+    fn bad_records_are_errors_that_name_the_record() {
+        let mut record = vec![0u8; RECORD_BYTES * 3];
+        record[RECORD_BYTES * 2] = 10;
+        let err = parse_records(&record, &mut vec![], &mut vec![]).unwrap_err().to_string();
+        assert!(err.contains("record 2") && err.contains("10"), "{err}");
+        let err = parse_records(&record[..RECORD_BYTES + 5], &mut vec![], &mut vec![]).unwrap_err().to_string();
+        assert!(err.contains("3078 bytes"), "{err}");
+    }
+}

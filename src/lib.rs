@@ -1,0 +1,14 @@
+//! resnext-rs: the Keras ResNeXt-on-CIFAR-10 study, reproduced on libtorch.
+//!
+//! One concept per module; `main.rs` only parses the command line and dispatches.
+pub mod augment;
+pub mod checkpoint;
+pub mod config;
+pub mod data;
+pub mod metrics;
+pub mod model;
+pub mod optim;
+pub mod progress;
+pub mod runtime;
+pub mod schedule;
+pub mod train;

@@ -1,0 +1,139 @@
+//! `resnext`: command-line entry point. Parses arguments and dispatches, nothing more.
+use anyhow::Result;
+use clap::{Parser, Subcommand};
+use resnext::{config, data, model, runtime, train};
+use std::path::PathBuf;
+
+#[derive(Parser)]
+#[command(name = "resnext", version, about = "Reproduce the Keras ResNeXt-29 (8x16d) CIFAR-10 study on libtorch", long_about = None)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Print libtorch's version, whether CUDA and cuDNN are available, the GPUs and CPU threads.
+    Info,
+    /// Print a Keras-style table of the experiment's network with its parameter totals.
+    Summary {
+        /// A config name from experiments/ (e.g. my_resnext) or a path to a JSON config.
+        experiment: String,
+        /// Override a config field before building, e.g. --set model.width=64 (repeatable).
+        #[arg(long = "set", value_name = "KEY=VALUE")]
+        set: Vec<String>,
+    },
+    /// Work with the CIFAR-10 data.
+    Data {
+        #[command(subcommand)]
+        command: DataCommand,
+    },
+    /// Train an experiment, writing metrics.csv and checkpoints to its run folder.
+    Train(TrainCli),
+}
+
+#[derive(Subcommand)]
+enum DataCommand {
+    /// Download the official CIFAR-10 binary archive (md5-checked) and extract its batch files.
+    Download {
+        /// Folder to put cifar-10-binary.tar.gz and cifar-10-batches-bin/ in.
+        #[arg(long, default_value = "data")]
+        to: PathBuf,
+    },
+    /// Load and validate a CIFAR-10 folder and print its size and per-channel statistics.
+    Check {
+        /// CIFAR-10 binary folder (default: $CIFAR10_DIR, else data/cifar-10-batches-bin).
+        #[arg(long)]
+        data_dir: Option<PathBuf>,
+    },
+}
+
+#[derive(clap::Args)]
+struct TrainCli {
+    /// A config name from experiments/ (e.g. my_resnext) or a path to a JSON config.
+    experiment: String,
+    /// Number of epochs (overrides the config's `epochs`).
+    #[arg(long)]
+    epochs: Option<usize>,
+    /// Train on the first N training images only (quick runs).
+    #[arg(long, value_name = "N")]
+    train_limit: Option<usize>,
+    /// Evaluate on the first N test images only (quick runs).
+    #[arg(long, value_name = "N")]
+    test_limit: Option<usize>,
+    /// Run folder for metrics.csv, checkpoints and the saved config [default: results/<experiment>].
+    #[arg(long)]
+    out: Option<PathBuf>,
+    /// CIFAR-10 binary folder (default: $CIFAR10_DIR, else data/cifar-10-batches-bin).
+    #[arg(long)]
+    data_dir: Option<PathBuf>,
+    /// auto (CUDA when available), cpu, cuda or cuda:N.
+    #[arg(long, default_value = "auto")]
+    device: String,
+    /// Seed for weights, shuffles and augmentation (overrides the config's `seed`).
+    #[arg(long)]
+    seed: Option<u64>,
+    /// Continue the run in the run folder after its last checkpoint.
+    #[arg(long, conflicts_with = "force")]
+    resume: bool,
+    /// Start again, deleting the run folder's metrics and checkpoints.
+    #[arg(long)]
+    force: bool,
+    /// Override any config field, e.g. --set lr_schedule.patience=2 (repeatable; recorded in config.json).
+    #[arg(long = "set", value_name = "KEY=VALUE")]
+    set: Vec<String>,
+    /// CUDA only: run the forward pass under bf16 autocast (faster, not what Keras did).
+    #[arg(long)]
+    amp: bool,
+}
+
+fn main() {
+    runtime::reexec_with_malloc_tuning();
+    runtime::configure_threads();
+    let cli = Cli::parse();
+    match dispatch(cli.command) {
+        Ok(code) => std::process::exit(code),
+        Err(error) => {
+            eprintln!("error: {error:#}");
+            std::process::exit(1);
+        }
+    }
+}
+
+fn dispatch(command: Command) -> Result<i32> {
+    match command {
+        Command::Info => println!("{}", runtime::info()?),
+        Command::Summary { experiment, set } => {
+            let experiment = config::Experiment::load(&experiment, &set)?;
+            print!("{}", model::format_summary(&experiment.name, &model::summary(&experiment.model)));
+        }
+        Command::Data { command: DataCommand::Download { to } } => {
+            let dir = data::download(&to)?;
+            println!("CIFAR-10 is in {}; use --data-dir {0} or CIFAR10_DIR={0}", dir.display());
+        }
+        Command::Data { command: DataCommand::Check { data_dir } } => {
+            let dir = data::resolve_dir(data_dir.as_deref());
+            println!("{}", data::describe(&dir)?);
+        }
+        Command::Train(args) => {
+            let args = train::TrainArgs {
+                experiment: args.experiment,
+                epochs: args.epochs,
+                train_limit: args.train_limit,
+                test_limit: args.test_limit,
+                out: args.out,
+                data_dir: args.data_dir,
+                device: args.device,
+                seed: args.seed,
+                resume: args.resume,
+                force: args.force,
+                set: args.set,
+                amp: args.amp,
+            };
+            if let train::Outcome::Interrupted = train::run(&args)? {
+                return Ok(130);
+            }
+        }
+    }
+    Ok(0)
+}

@@ -1,0 +1,89 @@
+//! Where and how tensors run: device choice, CPU threads, allocator tuning, `resnext info`.
+use anyhow::{bail, Context, Result};
+use tch::Device;
+
+/// `auto` (CUDA 0 when present, else CPU), `cpu`, `cuda` or `cuda:N`.
+pub fn parse_device(spec: &str) -> Result<Device> {
+    let device = match spec {
+        "auto" => Device::cuda_if_available(),
+        "cpu" => Device::Cpu,
+        "cuda" => Device::Cuda(0),
+        other => match other.strip_prefix("cuda:").map(str::parse::<usize>) {
+            Some(Ok(n)) => Device::Cuda(n),
+            _ => bail!("--device {other:?}: expected auto, cpu, cuda or cuda:N"),
+        },
+    };
+    if let Device::Cuda(n) = device {
+        let count = tch::Cuda::device_count() as usize;
+        if n >= count {
+            bail!("--device {spec}: this machine has {count} CUDA device(s) visible to libtorch {}", env!("LIBTORCH_VERSION"));
+        }
+        // Fixed input shapes: let cuDNN pick the fastest convolution algorithms once.
+        tch::Cuda::cudnn_set_benchmark(true);
+    }
+    Ok(device)
+}
+
+/// One intra-op thread per core (libtorch's default may count hyper-threads or a cgroup's
+/// quota differently), and no inter-op pool: the network is one chain of operations.
+pub fn configure_threads() {
+    let cores = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
+    tch::set_num_threads(cores as i32);
+}
+
+/// glibc serves large allocations (>= 128 KiB by default, growing up to 32 MiB) with fresh
+/// mmaps and gives them back every time: each training step then page-faults and zeroes
+/// every activation buffer anew, which halves CPU speed. The tunables below keep such
+/// buffers in the heap. They must be set before the process starts, so `main` re-executes
+/// itself once with them (unless the user already set GLIBC_TUNABLES).
+pub const MALLOC_TUNABLES: &str = "glibc.malloc.mmap_threshold=4294967295:glibc.malloc.trim_threshold=4294967295";
+const REEXEC_MARK: &str = "RESNEXT_MALLOC_TUNED";
+
+pub fn reexec_with_malloc_tuning() {
+    use std::os::unix::process::CommandExt;
+    if std::env::var_os("GLIBC_TUNABLES").is_some() || std::env::var_os(REEXEC_MARK).is_some() {
+        return;
+    }
+    let Ok(exe) = std::env::current_exe() else { return };
+    let error = std::process::Command::new(exe)
+        .args(std::env::args_os().skip(1))
+        .env("GLIBC_TUNABLES", MALLOC_TUNABLES)
+        .env(REEXEC_MARK, "1")
+        .exec();
+    // exec only returns on failure: carry on untuned rather than fail.
+    eprintln!("note: could not re-execute with malloc tuning ({error}); continuing without it");
+}
+
+/// The facts a user checks first: versions, CUDA and cuDNN, GPUs, threads.
+pub fn info() -> Result<String> {
+    let mut lines = vec![
+        format!("resnext {}", env!("CARGO_PKG_VERSION")),
+        format!("libtorch: {}", env!("LIBTORCH_VERSION")),
+        format!("CUDA available: {}", tch::Cuda::is_available()),
+        format!("cuDNN available: {}", tch::Cuda::cudnn_is_available()),
+        format!("GPU count: {}", tch::Cuda::device_count()),
+    ];
+    for index in 0..tch::Cuda::device_count() {
+        lines.push(format!("  cuda:{index}: {}", gpu_name(index)?));
+    }
+    lines.push(format!("CPU threads (intra-op): {}", tch::get_num_threads()));
+    lines.push(format!("CPU cores: {}", std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1)));
+    lines.push(format!("MKL: {}, MKL-DNN: {}, OpenMP: {}", tch::utils::has_mkl(), tch::utils::has_mkldnn(), tch::utils::has_openmp()));
+    lines.push(format!(
+        "malloc tuning: {}",
+        std::env::var("GLIBC_TUNABLES").map(|v| format!("GLIBC_TUNABLES={v}")).unwrap_or_else(|_| "off".into())
+    ));
+    Ok(lines.join("\n"))
+}
+
+/// libtorch's C++ API has no device-name call that tch wraps; nvidia-smi knows it.
+fn gpu_name(index: i64) -> Result<String> {
+    let output = std::process::Command::new("nvidia-smi")
+        .args(["--query-gpu=name,memory.total", "--format=csv,noheader", &format!("--id={index}")])
+        .output()
+        .context("nvidia-smi not found");
+    Ok(match output {
+        Ok(out) if out.status.success() => String::from_utf8_lossy(&out.stdout).trim().to_string(),
+        _ => "(name unknown: nvidia-smi not available)".to_string(),
+    })
+}

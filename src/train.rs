@@ -1,0 +1,456 @@
+//! The training loop: the blog's recipe, epoch by epoch.
+//!
+//! Each epoch: set the lr (step schedule) -> reshuffle and draw every image's augmentation
+//! from (seed, epoch) -> SGD steps of `batch_size` (the last batch is smaller, not dropped)
+//! -> evaluate on the test set -> let ReduceLROnPlateau see `val_loss` -> checkpoint, then
+//! append the epoch's row to metrics.csv. Because an epoch's randomness depends only on the
+//! seed and the epoch number, a resumed run continues exactly as an uninterrupted one.
+use crate::augment::{self, Transforms};
+use crate::checkpoint::{self, Checkpoint};
+use crate::config::Experiment;
+use crate::data::{self, Cifar10, Split};
+use crate::metrics::{self, EpochRow};
+use crate::model;
+use crate::optim::Sgd;
+use crate::progress::EpochProgress;
+use crate::runtime;
+use crate::schedule::LrRule;
+use anyhow::{bail, ensure, Context, Result};
+use serde::{Deserialize, Serialize};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Instant;
+use tch::nn::{self, ModuleT};
+use tch::{Device, Kind, Tensor};
+
+/// Everything `resnext train` takes from the command line.
+#[derive(Debug, Clone, Default)]
+pub struct TrainArgs {
+    pub experiment: String,
+    pub epochs: Option<usize>,
+    pub train_limit: Option<usize>,
+    pub test_limit: Option<usize>,
+    pub out: Option<PathBuf>,
+    pub data_dir: Option<PathBuf>,
+    pub device: String,
+    pub seed: Option<u64>,
+    pub resume: bool,
+    pub force: bool,
+    pub set: Vec<String>,
+    pub amp: bool,
+}
+
+/// How the data and device were chosen; saved as `run.json` next to `config.json`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct RunSettings {
+    pub train_limit: Option<usize>,
+    pub test_limit: Option<usize>,
+    pub amp: bool,
+}
+
+/// What the loop remembers between steps; saved in every checkpoint.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct TrainState {
+    /// The epoch in progress (0-based), or the next one at an epoch boundary.
+    pub epoch: usize,
+    /// Steps of `epoch` already done (non-zero only after an interruption).
+    pub step: usize,
+    pub partial: EpochSums,
+    pub lr_rule: LrRule,
+    pub best_val_accuracy: Option<f64>,
+    pub history: Vec<EpochRow>,
+}
+
+/// Running sums over the steps of the epoch in progress.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct EpochSums {
+    pub loss: f64,
+    pub ce: f64,
+    pub correct: f64,
+    pub seen: usize,
+    pub seconds: f64,
+}
+
+pub enum Outcome {
+    Finished,
+    Interrupted,
+}
+
+static STOP_REQUESTED: AtomicBool = AtomicBool::new(false);
+
+/// Ctrl-C / SIGTERM ask the loop to stop after the current step and checkpoint.
+fn install_stop_handler() {
+    let _ = ctrlc::set_handler(|| {
+        if STOP_REQUESTED.swap(true, Ordering::SeqCst) {
+            eprintln!("\nsecond interrupt: exiting without a checkpoint");
+            std::process::exit(130);
+        }
+        eprintln!("\ninterrupt: stopping after this step and writing a checkpoint (Ctrl-C again to quit at once)");
+    });
+}
+
+/// Files of a run folder.
+pub struct RunDir(pub PathBuf);
+
+impl RunDir {
+    pub fn config(&self) -> PathBuf {
+        self.0.join("config.json")
+    }
+    pub fn settings(&self) -> PathBuf {
+        self.0.join("run.json")
+    }
+    pub fn metrics(&self) -> PathBuf {
+        self.0.join(metrics::FILE)
+    }
+    pub fn last(&self) -> PathBuf {
+        self.0.join(checkpoint::LAST)
+    }
+    pub fn best(&self) -> PathBuf {
+        self.0.join(checkpoint::BEST)
+    }
+    pub fn holds_run(&self) -> bool {
+        self.metrics().exists() || self.last().exists() || self.config().exists()
+    }
+    pub fn load_experiment(&self) -> Result<Experiment> {
+        Experiment::load(&self.config().to_string_lossy(), &[])
+    }
+    pub fn load_settings(&self) -> Result<RunSettings> {
+        let text = std::fs::read_to_string(self.settings()).with_context(|| format!("cannot read {}", self.settings().display()))?;
+        serde_json::from_str(&text).with_context(|| format!("{} is malformed", self.settings().display()))
+    }
+}
+
+/// A built network with its variables.
+pub struct Network {
+    pub vs: nn::VarStore,
+    pub net: nn::SequentialT,
+}
+
+impl Network {
+    /// Builds the model of `experiment` on `device`, weights drawn from `seed`.
+    pub fn new(experiment: &Experiment, device: Device, seed: u64) -> Network {
+        tch::manual_seed(seed as i64);
+        let vs = nn::VarStore::new(device);
+        let net = model::resnext(&vs.root(), &experiment.model);
+        Network { vs, net }
+    }
+}
+
+pub fn run(args: &TrainArgs) -> Result<Outcome> {
+    let (experiment, settings, run_dir) = prepare_run_dir(args)?;
+    let device = runtime::parse_device(&args.device)?;
+    let data_dir = data::resolve_dir(args.data_dir.as_deref());
+    let data = Cifar10::load(&data_dir)?;
+    let train = data.train.first(settings.train_limit.unwrap_or(usize::MAX)).to_device(device);
+    let test = data.test.first(settings.test_limit.unwrap_or(usize::MAX)).to_device(device);
+
+    let network = Network::new(&experiment, device, experiment.seed);
+    let mut sgd = Sgd::new(&network.vs, experiment.optimizer.momentum, experiment.optimizer.l2);
+    let mut state = TrainState {
+        epoch: 0,
+        step: 0,
+        partial: EpochSums::default(),
+        lr_rule: LrRule::new(experiment.lr_schedule.clone(), experiment.optimizer.lr),
+        best_val_accuracy: None,
+        history: vec![],
+    };
+    if run_dir.last().exists() {
+        state = restore(&run_dir.last(), &network.vs, &mut sgd)?;
+        // The checkpoint is the truth: drop any row written after it (or half-written).
+        metrics::rewrite(&run_dir.metrics(), &state.history)?;
+        println!("resuming {} at epoch {} step {}", run_dir.0.display(), state.epoch, state.step);
+    }
+    println!(
+        "training {} on {:?}: {} train / {} test images, batch {}, epochs {}..{}, results in {}",
+        experiment.name,
+        device,
+        train.len(),
+        test.len(),
+        experiment.batch_size,
+        state.epoch,
+        experiment.epochs,
+        run_dir.0.display()
+    );
+    install_stop_handler();
+    let trainer = Trainer { experiment: &experiment, network: &network, train: &train, test: &test, device, amp: settings.amp };
+    while state.epoch < experiment.epochs {
+        if let Outcome::Interrupted = trainer.train_epoch(&mut state, &mut sgd, &run_dir)? {
+            return Ok(Outcome::Interrupted);
+        }
+    }
+    println!("done: {} epochs in {}", experiment.epochs, run_dir.0.display());
+    Ok(Outcome::Finished)
+}
+
+/// Resolves the config (saved one on --resume) and makes sure the run folder is ours to write.
+fn prepare_run_dir(args: &TrainArgs) -> Result<(Experiment, RunSettings, RunDir)> {
+    let mut experiment = Experiment::load(&args.experiment, &args.set)?;
+    let run_dir = RunDir(args.out.clone().unwrap_or_else(|| Path::new("results").join(&experiment.name)));
+    let mut settings = RunSettings { train_limit: args.train_limit, test_limit: args.test_limit, amp: args.amp };
+    if args.resume && run_dir.config().exists() {
+        ensure!(args.set.is_empty() && args.seed.is_none(), "--resume continues {} with its saved config: --set and --seed cannot change it", run_dir.0.display());
+        experiment = run_dir.load_experiment()?;
+        settings = run_dir.load_settings()?;
+    } else if run_dir.holds_run() && !args.force {
+        bail!(
+            "{} already holds a run: pass --resume to continue it or --force to start it again",
+            run_dir.0.display()
+        );
+    } else if args.force {
+        for file in [run_dir.metrics(), run_dir.last(), run_dir.best(), run_dir.config(), run_dir.settings()] {
+            if file.exists() {
+                std::fs::remove_file(&file).with_context(|| format!("cannot remove {}", file.display()))?;
+            }
+        }
+    }
+    if let Some(seed) = args.seed {
+        experiment.seed = seed;
+    }
+    if let Some(epochs) = args.epochs {
+        ensure!(epochs > 0, "--epochs must be at least 1");
+        experiment.epochs = epochs;
+    }
+    std::fs::create_dir_all(&run_dir.0).with_context(|| format!("cannot create the run folder {}", run_dir.0.display()))?;
+    write_file(&run_dir.config(), &experiment.to_pretty_json())?;
+    write_file(&run_dir.settings(), &serde_json::to_string_pretty(&settings)?)?;
+    let command: Vec<String> = std::env::args().collect();
+    let log = run_dir.0.join("command.txt");
+    let mut previous = std::fs::read_to_string(&log).unwrap_or_default();
+    previous.push_str(&command.join(" "));
+    previous.push('\n');
+    write_file(&log, &previous)?;
+    Ok((experiment, settings, run_dir))
+}
+
+fn write_file(path: &Path, text: &str) -> Result<()> {
+    let tmp = path.with_extension("tmp");
+    std::fs::write(&tmp, text).with_context(|| format!("cannot write {}", tmp.display()))?;
+    std::fs::rename(&tmp, path).with_context(|| format!("cannot write {}", path.display()))
+}
+
+fn restore(path: &Path, vs: &nn::VarStore, sgd: &mut Sgd) -> Result<TrainState> {
+    let checkpoint = Checkpoint::load(path)?;
+    checkpoint.restore_model(vs, path)?;
+    for slot in &mut sgd.slots {
+        let name = format!("velocity.{}", slot.name);
+        let saved = checkpoint.tensors.get(&name).with_context(|| format!("checkpoint {} has no {name}", path.display()))?;
+        ensure!(saved.size() == slot.velocity.size(), "checkpoint {}: {name} has the wrong shape", path.display());
+        slot.velocity.copy_(saved);
+    }
+    serde_json::from_value(checkpoint.state).with_context(|| format!("checkpoint {}: training state is malformed", path.display()))
+}
+
+fn save(path: &Path, state: &TrainState, vs: &nn::VarStore, sgd: &Sgd) -> Result<()> {
+    let mut tensors = Checkpoint::model_tensors(vs);
+    for slot in &sgd.slots {
+        tensors.insert(format!("velocity.{}", slot.name), slot.velocity.shallow_clone());
+    }
+    Checkpoint { tensors, state: serde_json::to_value(state)? }.save(path)
+}
+
+/// Seed of epoch `epoch`'s shuffle and augmentation draws.
+pub fn epoch_seed(seed: u64, epoch: usize) -> i64 {
+    (seed.wrapping_mul(1_000_003).wrapping_add(epoch as u64 + 1) & (i64::MAX as u64)) as i64
+}
+
+/// An epoch's order of images and their augmentations, all drawn up front from the epoch's
+/// seed (so a run resumed mid-epoch sees the same batches).
+pub struct EpochPlan {
+    order: Tensor,
+    transforms: Option<Transforms>,
+    batch_size: usize,
+    pub steps: usize,
+    len: usize,
+}
+
+impl EpochPlan {
+    pub fn new(experiment: &Experiment, epoch: usize, len: usize, device: Device) -> Self {
+        tch::manual_seed(epoch_seed(experiment.seed, epoch));
+        let order = Tensor::randperm(len as i64, (Kind::Int64, Device::Cpu)).to_device(device);
+        let aug = &experiment.augmentation;
+        let identity = !aug.horizontal_flip && aug.width_shift_range == 0.0 && aug.height_shift_range == 0.0 && aug.rotation_range == 0.0;
+        let transforms = (!identity).then(|| Transforms::random(aug, len as i64, 32, 32));
+        let batch_size = experiment.batch_size;
+        EpochPlan { order, transforms, batch_size, steps: len.div_ceil(batch_size), len }
+    }
+
+    /// Normalised, augmented images and labels of step `step`.
+    pub fn batch(&self, step: usize, split: &Split) -> (Tensor, Tensor) {
+        let start = step * self.batch_size;
+        let size = self.batch_size.min(self.len - start) as i64;
+        let index = self.order.narrow(0, start as i64, size);
+        let images = data::normalize(&split.images.index_select(0, &index));
+        let images = match &self.transforms {
+            Some(t) => augment::apply(&images, &t.slice(start as i64, size, images.device())),
+            None => images,
+        };
+        (images, split.labels.index_select(0, &index))
+    }
+}
+
+/// Mean cross-entropy and accuracy of `net` on `split`, in inference mode.
+pub fn evaluate(net: &impl ModuleT, split: &Split, batch_size: usize) -> (f64, f64, Tensor) {
+    tch::no_grad(|| {
+        let mut ce_sum = Tensor::zeros([], (Kind::Double, split.images.device()));
+        let mut predictions = Vec::new();
+        let n = split.len() as i64;
+        for start in (0..n).step_by(batch_size) {
+            let size = (batch_size as i64).min(n - start);
+            let images = data::normalize(&split.images.narrow(0, start, size));
+            let logits = net.forward_t(&images, false);
+            let labels = split.labels.narrow(0, start, size);
+            ce_sum += logits.cross_entropy_loss::<Tensor>(&labels, None, tch::Reduction::Sum, -100, 0.0).to_kind(Kind::Double);
+            predictions.push(logits.argmax(-1, false));
+        }
+        let predictions = Tensor::cat(&predictions, 0);
+        let correct = predictions.eq_tensor(&split.labels).sum(Kind::Double);
+        (f64::try_from(ce_sum).unwrap() / n as f64, f64::try_from(correct).unwrap() / n as f64, predictions)
+    })
+}
+
+/// Evaluation batch: large enough to keep a GPU busy, small enough for a 2-core CPU's cache.
+pub fn eval_batch_size(device: Device) -> usize {
+    if device.is_cuda() {
+        1000
+    } else {
+        250
+    }
+}
+
+struct Trainer<'a> {
+    experiment: &'a Experiment,
+    network: &'a Network,
+    train: &'a Split,
+    test: &'a Split,
+    device: Device,
+    amp: bool,
+}
+
+impl Trainer<'_> {
+    fn train_epoch(&self, state: &mut TrainState, sgd: &mut Sgd, run_dir: &RunDir) -> Result<Outcome> {
+        let epoch = state.epoch;
+        let lr = state.lr_rule.lr_for_epoch(epoch);
+        let plan = EpochPlan::new(self.experiment, epoch, self.train.len(), self.device);
+        let progress = EpochProgress::new(format!("epoch {}/{}", epoch + 1, self.experiment.epochs), plan.steps, state.step);
+        // Per-step sums stay on the device; reading them forces a host sync, so on a GPU we
+        // do that only every few steps (and check for NaN then).
+        let sync_every = if self.device.is_cuda() { 50 } else { 1 };
+        let step_loss = Tensor::zeros([plan.steps as i64], (Kind::Double, self.device));
+        let step_ce = step_loss.zeros_like();
+        let step_correct = step_loss.zeros_like();
+        let mut checked = state.step;
+        let started = Instant::now();
+        for step in state.step..plan.steps {
+            let (images, labels) = plan.batch(step, self.train);
+            let batch = labels.size()[0] as f64;
+            let penalty = sgd.l2_penalty();
+            let logits = tch::autocast(self.amp, || self.network.net.forward_t(&images, true));
+            let ce = logits.to_kind(Kind::Float).cross_entropy_for_logits(&labels);
+            sgd.zero_grad();
+            ce.backward();
+            sgd.step(lr);
+            tch::no_grad(|| {
+                let ce = ce.detach().to_kind(Kind::Double) * batch;
+                step_loss.get(step as i64).copy_(&(&ce + penalty.to_kind(Kind::Double) * batch));
+                step_ce.get(step as i64).copy_(&ce);
+                step_correct.get(step as i64).copy_(&logits.argmax(-1, false).eq_tensor(&labels).sum(Kind::Double));
+            });
+            let done = step + 1;
+            if done % sync_every == 0 || done == plan.steps || progress.wants(done) {
+                self.check_finite(&step_loss, checked, done, epoch, &run_dir.last())?;
+                checked = done;
+                let sums = self.sums(state, &step_loss, &step_ce, &step_correct, done, started);
+                let speed = (sums.seen - state.partial.seen) as f64 / started.elapsed().as_secs_f64().max(1e-9);
+                let seen = sums.seen as f64;
+                progress.update(done, &format!("loss {:.4} acc {:.4} {speed:.0} img/s", sums.loss / seen, sums.correct / seen));
+            }
+            if STOP_REQUESTED.load(Ordering::SeqCst) && done < plan.steps {
+                self.check_finite(&step_loss, checked, done, epoch, &run_dir.last())?;
+                let sums = self.sums(state, &step_loss, &step_ce, &step_correct, done, started);
+                state.step = done;
+                state.partial = sums;
+                save(&run_dir.last(), state, &self.network.vs, sgd)?;
+                progress.finish(&format!("interrupted at epoch {epoch} step {done}: checkpoint {} written; continue with --resume", run_dir.last().display()));
+                return Ok(Outcome::Interrupted);
+            }
+        }
+        let sums = self.sums(state, &step_loss, &step_ce, &step_correct, plan.steps, started);
+
+        let (val_ce, val_accuracy, _) = evaluate(&self.network.net, self.test, eval_batch_size(self.device));
+        let val_penalty = f64::try_from(sgd.l2_penalty()).unwrap();
+        let n = sums.seen as f64;
+        let row = EpochRow {
+            epoch,
+            loss: sums.loss / n,
+            accuracy: sums.correct / n,
+            val_loss: val_ce + val_penalty,
+            val_accuracy,
+            lr,
+            ce_loss: sums.ce / n,
+            val_ce_loss: val_ce,
+            epoch_seconds: state.partial.seconds + started.elapsed().as_secs_f64(),
+            images_per_second: n / sums.seconds,
+        };
+        ensure!(row.val_loss.is_finite(), "epoch {epoch}: validation loss is {}; the last good checkpoint {} is kept", row.val_loss, run_dir.last().display());
+        let lr_changed = state.lr_rule.on_epoch_end(row.val_loss);
+        let is_best = state.best_val_accuracy.is_none_or(|best| row.val_accuracy > best);
+        state.history.push(row.clone());
+        state.epoch += 1;
+        state.step = 0;
+        state.partial = EpochSums::default();
+        if is_best {
+            state.best_val_accuracy = Some(row.val_accuracy);
+        }
+        // Checkpoint first, then the CSV row: on resume the CSV is rebuilt from the
+        // checkpoint's history, so a crash between the two loses nothing.
+        save(&run_dir.last(), state, &self.network.vs, sgd)?;
+        if is_best {
+            let best_state = serde_json::json!({"epoch": epoch, "val_accuracy": row.val_accuracy, "experiment": self.experiment.name});
+            Checkpoint { tensors: Checkpoint::model_tensors(&self.network.vs), state: best_state }.save(&run_dir.best())?;
+        }
+        metrics::append(&run_dir.metrics(), &row)?;
+        progress.finish(&format!(
+            "epoch {}/{}: loss {:.4} accuracy {:.4} val_loss {:.4} val_accuracy {:.4} lr {:.3e}{} ({:.1}s, {:.0} img/s)",
+            epoch + 1,
+            self.experiment.epochs,
+            row.loss,
+            row.accuracy,
+            row.val_loss,
+            row.val_accuracy,
+            row.lr,
+            if lr_changed { format!(" -> {:.3e}", state.lr_rule.lr) } else { String::new() },
+            row.epoch_seconds,
+            row.images_per_second
+        ));
+        Ok(Outcome::Finished)
+    }
+
+    /// Stops the run if a loss in steps `from..to` is NaN or infinite, naming the first one.
+    fn check_finite(&self, step_loss: &Tensor, from: usize, to: usize, epoch: usize, last: &Path) -> Result<()> {
+        let window = step_loss.narrow(0, from as i64, (to - from) as i64);
+        if bool::try_from(window.isfinite().all()).unwrap_or(false) {
+            return Ok(());
+        }
+        let finite = Vec::<bool>::try_from(window.isfinite()).unwrap_or_default();
+        let bad = from + finite.iter().position(|ok| !ok).unwrap_or(0);
+        bail!(
+            "training diverged: the loss is not finite at epoch {epoch} step {bad} (lr too high?); the last good checkpoint {} is kept",
+            last.display()
+        )
+    }
+
+    /// Sums of the steps done so far in this epoch, including those before a resume.
+    fn sums(&self, state: &TrainState, loss: &Tensor, ce: &Tensor, correct: &Tensor, done: usize, started: Instant) -> EpochSums {
+        let from = state.step as i64;
+        let span = |t: &Tensor| f64::try_from(t.narrow(0, from, done as i64 - from).sum(Kind::Double)).unwrap();
+        let images_until = |step: usize| self.train.len().min(step * self.experiment.batch_size);
+        let p = &state.partial;
+        EpochSums {
+            loss: p.loss + span(loss),
+            ce: p.ce + span(ce),
+            correct: p.correct + span(correct),
+            seen: p.seen + images_until(done) - images_until(state.step),
+            seconds: p.seconds + started.elapsed().as_secs_f64(),
+        }
+    }
+}
