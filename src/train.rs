@@ -454,3 +454,29 @@ impl Trainer<'_> {
         }
     }
 }
+
+/// Which checkpoint of a run to use for inference.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Which {
+    /// The epoch with the highest val_accuracy.
+    Best,
+    /// The latest checkpoint.
+    Last,
+}
+
+impl Network {
+    /// Rebuilds a run's network from its `config.json` and loads its best or last weights.
+    pub fn from_run(run: &Path, which: Which, device: Device) -> Result<(Experiment, Network)> {
+        let run_dir = RunDir(run.to_path_buf());
+        ensure!(run_dir.config().is_file(), "{} is not a run folder: it has no config.json", run.display());
+        let experiment = run_dir.load_experiment()?;
+        let path = match which {
+            Which::Best => run_dir.best(),
+            Which::Last => run_dir.last(),
+        };
+        ensure!(path.is_file(), "{} has no {} yet: train at least one epoch first", run.display(), path.display());
+        let network = Network::new(&experiment, device, experiment.seed);
+        Checkpoint::load(&path)?.restore_model(&network.vs, &path)?;
+        Ok((experiment, network))
+    }
+}

@@ -1,0 +1,98 @@
+//! `resnext eval`: a trained run's test loss and accuracy, per class, and its confusion matrix.
+use crate::data::{self, Cifar10};
+use crate::plot;
+use crate::train::{self, Network, Which};
+use anyhow::Result;
+use serde::Serialize;
+use std::path::{Path, PathBuf};
+use tch::{Device, Kind, Tensor};
+
+#[derive(Debug, Serialize)]
+pub struct Report {
+    pub run: String,
+    pub checkpoint: String,
+    pub images: usize,
+    /// Keras-style: cross-entropy plus the L2 penalty.
+    pub loss: f64,
+    pub ce_loss: f64,
+    pub accuracy: f64,
+    pub per_class_accuracy: Vec<(String, f64)>,
+    pub confusion: Vec<[i64; 10]>,
+}
+
+pub struct EvalArgs {
+    pub run: PathBuf,
+    pub which: Which,
+    pub data_dir: Option<PathBuf>,
+    pub device: Device,
+    pub limit: Option<usize>,
+    /// Also write the logits of the evaluated images as JSON (for checking exports).
+    pub logits_json: Option<PathBuf>,
+}
+
+pub fn run(args: &EvalArgs) -> Result<Report> {
+    let (experiment, network) = Network::from_run(&args.run, args.which, args.device)?;
+    let data_dir = data::resolve_dir(args.data_dir.as_deref());
+    let test = Cifar10::load(&data_dir)?.test.first(args.limit.unwrap_or(usize::MAX)).to_device(args.device);
+    let (ce_loss, accuracy, predictions) = train::evaluate(&network.net, &test, train::eval_batch_size(args.device));
+    let penalty = f64::try_from(crate::optim::Sgd::new(&network.vs, 0.0, experiment.optimizer.l2).l2_penalty())?;
+
+    let labels = Vec::<i64>::try_from(test.labels.to_device(Device::Cpu))?;
+    let predicted = Vec::<i64>::try_from(predictions.to_device(Device::Cpu))?;
+    let mut confusion = [[0i64; 10]; 10];
+    for (&truth, &guess) in labels.iter().zip(&predicted) {
+        confusion[truth as usize][guess as usize] += 1;
+    }
+    let classes = data::class_names(&data_dir);
+    let per_class_accuracy = classes
+        .iter()
+        .enumerate()
+        .map(|(i, name)| (name.clone(), confusion[i][i] as f64 / confusion[i].iter().sum::<i64>().max(1) as f64))
+        .collect();
+    let checkpoint = format!("{:?}", args.which).to_lowercase();
+    plot::confusion_matrix(
+        &args.run.join("confusion_matrix.png"),
+        &format!("{}: {checkpoint} checkpoint, test accuracy {:.2}%", experiment.name, 100.0 * accuracy),
+        &confusion,
+        &classes,
+    )?;
+    if let Some(path) = &args.logits_json {
+        write_logits(path, &network, &test.images, &labels)?;
+    }
+    Ok(Report {
+        run: args.run.display().to_string(),
+        checkpoint,
+        images: labels.len(),
+        loss: ce_loss + penalty,
+        ce_loss,
+        accuracy,
+        per_class_accuracy,
+        confusion: confusion.to_vec(),
+    })
+}
+
+fn write_logits(path: &Path, network: &Network, images: &Tensor, labels: &[i64]) -> Result<()> {
+    let logits = tch::no_grad(|| tch::nn::ModuleT::forward_t(&network.net, &data::normalize(images), false));
+    let rows: Vec<Vec<f32>> = Vec::<Vec<f32>>::try_from(logits.to_device(Device::Cpu).to_kind(Kind::Float))?;
+    let json = serde_json::json!({"logits": rows, "labels": labels});
+    std::fs::write(path, json.to_string()).map_err(|e| anyhow::anyhow!("cannot write {}: {e}", path.display()))
+}
+
+impl Report {
+    pub fn to_text(&self) -> String {
+        let mut text = format!(
+            "{} ({} checkpoint) on {} test images\nloss (with L2) {:.4}  cross-entropy {:.4}  accuracy {:.2}%\n\nper class:\n",
+            self.run,
+            self.checkpoint,
+            self.images,
+            self.loss,
+            self.ce_loss,
+            100.0 * self.accuracy
+        );
+        for (name, accuracy) in &self.per_class_accuracy {
+            text.push_str(&format!("  {name:<12} {:6.2}%\n", 100.0 * accuracy));
+        }
+        text.push_str(&format!("\nconfusion matrix: {}/confusion_matrix.png", self.run));
+        text
+    }
+}

@@ -1,0 +1,38 @@
+//! `resnext export`: a TorchScript file for Python (`torch.jit.load`) plus a JSON file with
+//! what a user needs to feed it raw images: the normalisation constants and class names.
+use crate::data;
+use crate::train::{Network, Which};
+use anyhow::{Context, Result};
+use std::path::{Path, PathBuf};
+use tch::{CModule, Device, Kind, Tensor};
+
+/// Writes `<out>` (TorchScript, eval mode, NCHW float input of any batch size, logits out)
+/// and `<out>.json` beside it. Returns both paths.
+pub fn export(run: &Path, which: Which, out: &Path) -> Result<(PathBuf, PathBuf)> {
+    let (experiment, mut network) = Network::from_run(run, which, Device::Cpu)?;
+    // tch traces only modules without trainable variables; the trace bakes the weights in.
+    network.vs.freeze();
+    let example = Tensor::zeros([2, 3, 32, 32], (Kind::Float, Device::Cpu));
+    let net = &network.net;
+    let module = CModule::create_by_tracing("ResNeXt", "forward", &[example], &mut |inputs| {
+        vec![tch::nn::ModuleT::forward_t(net, &inputs[0], false)]
+    })
+    .context("tracing the network failed")?;
+    if let Some(parent) = out.parent().filter(|p| !p.as_os_str().is_empty()) {
+        std::fs::create_dir_all(parent).with_context(|| format!("cannot create {}", parent.display()))?;
+    }
+    module.save(out).with_context(|| format!("cannot write {}", out.display()))?;
+    let meta_path = PathBuf::from(format!("{}.json", out.display()));
+    let meta = serde_json::json!({
+        "experiment": experiment.name,
+        "checkpoint": format!("{which:?}").to_lowercase(),
+        "input": "float32 [N, 3, 32, 32], RGB, channel c = (pixel_0_255 - mean[c]) / std[c]",
+        "output": "logits [N, 10]; softmax gives class probabilities",
+        "mean": data::MEAN,
+        "std": data::STD,
+        "classes": data::CLASSES,
+        "model": experiment.model,
+    });
+    std::fs::write(&meta_path, serde_json::to_string_pretty(&meta)?).with_context(|| format!("cannot write {}", meta_path.display()))?;
+    Ok((out.to_path_buf(), meta_path))
+}

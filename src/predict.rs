@@ -1,0 +1,35 @@
+//! `resnext predict`: the top-3 classes of any PNG or JPEG, resized to 32x32 when needed.
+use crate::data;
+use crate::train::{Network, Which};
+use anyhow::{Context, Result};
+use std::path::Path;
+use tch::nn::ModuleT;
+use tch::{Device, Kind, Tensor};
+
+/// Reads an image as u8 `[1, 3, 32, 32]` (RGB; alpha dropped; bilinear resize).
+pub fn load_image(path: &Path) -> Result<Tensor> {
+    let image = image::open(path).with_context(|| format!("cannot read image {}", path.display()))?.to_rgb8();
+    let image = if image.dimensions() == (32, 32) {
+        image
+    } else {
+        image::imageops::resize(&image, 32, 32, image::imageops::FilterType::Triangle)
+    };
+    // HWC bytes -> CHW
+    Ok(Tensor::from_slice(image.as_raw()).view([1, 32, 32, 3]).permute([0, 3, 1, 2]).contiguous())
+}
+
+/// (class name, probability) of the three most likely classes of each image.
+pub fn predict(run: &Path, which: Which, images: &[impl AsRef<Path>], device: Device) -> Result<Vec<Vec<(String, f64)>>> {
+    let (_, network) = Network::from_run(run, which, device)?;
+    images
+        .iter()
+        .map(|path| {
+            let x = data::normalize(&load_image(path.as_ref())?.to_device(device));
+            let probabilities = tch::no_grad(|| network.net.forward_t(&x, false).softmax(-1, Kind::Float)).squeeze_dim(0);
+            let (values, indices) = probabilities.topk(3, -1, true, true);
+            let values = Vec::<f64>::try_from(values.to_kind(Kind::Double))?;
+            let indices = Vec::<i64>::try_from(indices)?;
+            Ok(indices.iter().zip(values).map(|(&i, p)| (data::CLASSES[i as usize].to_string(), p)).collect())
+        })
+        .collect()
+}
