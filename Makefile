@@ -35,6 +35,7 @@ build: $(STAMP)
 
 test: setup
 	cargo test --release
+	$(PYTHON) -W ignore tests/python/test_export.py
 
 # Real data: CIFAR10_DIR when set (or the shared copy), else the official archive, fetched once.
 data: setup

@@ -100,7 +100,10 @@ impl Experiment {
         for item in overrides {
             apply_override(&mut value, item)?;
         }
-        let experiment: Experiment = serde_json::from_value(value)?;
+        let experiment: Experiment = serde_path_to_error::deserialize(value).map_err(|e| {
+            let field = e.path().to_string();
+            anyhow::anyhow!("field `{field}`: {}", e.into_inner())
+        })?;
         experiment.validate()?;
         Ok(experiment)
     }

@@ -137,7 +137,9 @@ impl Network {
 }
 
 pub fn run(args: &TrainArgs) -> Result<Outcome> {
-    let (experiment, settings, run_dir) = prepare_run_dir(args)?;
+    // Everything that can fail on bad input (config, device, data, checkpoint) is checked
+    // before the run folder is touched, so a failed start leaves existing results as they were.
+    let (experiment, settings, run_dir) = plan_run(args)?;
     let device = runtime::parse_device(&args.device)?;
     let data_dir = data::resolve_dir(args.data_dir.as_deref());
     let data = Cifar10::load(&data_dir)?;
@@ -154,8 +156,12 @@ pub fn run(args: &TrainArgs) -> Result<Outcome> {
         best_val_accuracy: None,
         history: vec![],
     };
-    if run_dir.last().exists() {
+    let resuming = args.resume && run_dir.last().exists();
+    if resuming {
         state = restore(&run_dir.last(), &network.vs, &mut sgd)?;
+    }
+    record_run(args, &experiment, &settings, &run_dir)?;
+    if resuming {
         // The checkpoint is the truth: drop any row written after it (or half-written).
         metrics::rewrite(&run_dir.metrics(), &state.history)?;
         println!("resuming {} at epoch {} step {}", run_dir.0.display(), state.epoch, state.step);
@@ -182,26 +188,22 @@ pub fn run(args: &TrainArgs) -> Result<Outcome> {
     Ok(Outcome::Finished)
 }
 
-/// Resolves the config (saved one on --resume) and makes sure the run folder is ours to write.
-fn prepare_run_dir(args: &TrainArgs) -> Result<(Experiment, RunSettings, RunDir)> {
+/// Resolves the config (the saved one on --resume) and checks that the run folder may be
+/// used, without writing anything.
+fn plan_run(args: &TrainArgs) -> Result<(Experiment, RunSettings, RunDir)> {
     let mut experiment = Experiment::load(&args.experiment, &args.set)?;
     let run_dir = RunDir(args.out.clone().unwrap_or_else(|| Path::new("results").join(&experiment.name)));
     let mut settings = RunSettings { train_limit: args.train_limit, test_limit: args.test_limit, amp: args.amp };
     if args.resume && run_dir.config().exists() {
-        ensure!(args.set.is_empty() && args.seed.is_none(), "--resume continues {} with its saved config: --set and --seed cannot change it", run_dir.0.display());
+        ensure!(
+            args.set.is_empty() && args.seed.is_none(),
+            "--resume continues {} with its saved config: --set and --seed cannot change it",
+            run_dir.0.display()
+        );
         experiment = run_dir.load_experiment()?;
         settings = run_dir.load_settings()?;
     } else if run_dir.holds_run() && !args.force {
-        bail!(
-            "{} already holds a run: pass --resume to continue it or --force to start it again",
-            run_dir.0.display()
-        );
-    } else if args.force {
-        for file in [run_dir.metrics(), run_dir.last(), run_dir.best(), run_dir.config(), run_dir.settings()] {
-            if file.exists() {
-                std::fs::remove_file(&file).with_context(|| format!("cannot remove {}", file.display()))?;
-            }
-        }
+        bail!("{} already holds a run: pass --resume to continue it or --force to start it again", run_dir.0.display());
     }
     if let Some(seed) = args.seed {
         experiment.seed = seed;
@@ -210,16 +212,30 @@ fn prepare_run_dir(args: &TrainArgs) -> Result<(Experiment, RunSettings, RunDir)
         ensure!(epochs > 0, "--epochs must be at least 1");
         experiment.epochs = epochs;
     }
-    std::fs::create_dir_all(&run_dir.0).with_context(|| format!("cannot create the run folder {}", run_dir.0.display()))?;
-    write_file(&run_dir.config(), &experiment.to_pretty_json())?;
-    write_file(&run_dir.settings(), &serde_json::to_string_pretty(&settings)?)?;
-    let command: Vec<String> = std::env::args().collect();
-    let log = run_dir.0.join("command.txt");
-    let mut previous = std::fs::read_to_string(&log).unwrap_or_default();
-    previous.push_str(&command.join(" "));
-    previous.push('\n');
-    write_file(&log, &previous)?;
+    if run_dir.0.exists() {
+        ensure!(run_dir.0.is_dir(), "--out {}: exists and is not a folder", run_dir.0.display());
+    }
     Ok((experiment, settings, run_dir))
+}
+
+/// Creates the run folder (clearing an old run with --force) and records the resolved
+/// config, the data settings and the command line.
+fn record_run(args: &TrainArgs, experiment: &Experiment, settings: &RunSettings, run_dir: &RunDir) -> Result<()> {
+    std::fs::create_dir_all(&run_dir.0).with_context(|| format!("cannot create the run folder {}", run_dir.0.display()))?;
+    if args.force {
+        for file in [run_dir.metrics(), run_dir.last(), run_dir.best()] {
+            if file.exists() {
+                std::fs::remove_file(&file).with_context(|| format!("cannot remove {}", file.display()))?;
+            }
+        }
+    }
+    write_file(&run_dir.config(), &experiment.to_pretty_json())?;
+    write_file(&run_dir.settings(), &serde_json::to_string_pretty(settings)?)?;
+    let log = run_dir.0.join("command.txt");
+    let mut commands = std::fs::read_to_string(&log).unwrap_or_default();
+    commands.push_str(&std::env::args().collect::<Vec<_>>().join(" "));
+    commands.push('\n');
+    write_file(&log, &commands)
 }
 
 fn write_file(path: &Path, text: &str) -> Result<()> {

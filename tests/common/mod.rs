@@ -46,7 +46,12 @@ pub fn stdout(output: &Output) -> String {
 pub fn train_tiny(out: &Path, extra: &[&str]) -> Output {
     let out = out.display().to_string();
     let tiny = tiny();
-    let mut args = vec!["train", &tiny, "--out", &out, "--train-limit", "3000", "--test-limit", "500", "--device", "cpu"];
+    let mut args = vec!["train", &tiny, "--out", &out, "--device", "cpu"];
+    for (flag, default) in [("--train-limit", "3000"), ("--test-limit", "500")] {
+        if !extra.contains(&flag) {
+            args.extend([flag, default]);
+        }
+    }
     args.extend_from_slice(extra);
     run(&args)
 }
