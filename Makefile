@@ -44,6 +44,8 @@ data: setup
 demo: data
 	$(BIN) train demo --force
 	$(BIN) eval results/demo
+	$(BIN) plot results/demo --out plots/demo
+	cp results/demo/confusion_matrix.png plots/demo/
 
 run-all: data
 	./scripts/run-all.sh

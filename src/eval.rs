@@ -34,7 +34,7 @@ pub fn run(args: &EvalArgs) -> Result<Report> {
     let (experiment, network) = Network::from_run(&args.run, args.which, args.device)?;
     let data_dir = data::resolve_dir(args.data_dir.as_deref());
     let test = Cifar10::load(&data_dir)?.test.first(args.limit.unwrap_or(usize::MAX)).to_device(args.device);
-    let (ce_loss, accuracy, predictions) = train::evaluate(&network.net, &test, train::eval_batch_size(args.device));
+    let (ce_loss, accuracy, predictions) = train::evaluate(&network, &test, train::eval_batch_size(args.device));
     let penalty = f64::try_from(crate::optim::Sgd::new(&network.vs, 0.0, experiment.optimizer.l2).l2_penalty())?;
 
     let labels = Vec::<i64>::try_from(test.labels.to_device(Device::Cpu))?;
@@ -72,7 +72,7 @@ pub fn run(args: &EvalArgs) -> Result<Report> {
 }
 
 fn write_logits(path: &Path, network: &Network, images: &Tensor, labels: &[i64]) -> Result<()> {
-    let logits = tch::no_grad(|| tch::nn::ModuleT::forward_t(&network.net, &data::normalize(images), false));
+    let logits = tch::no_grad(|| tch::nn::ModuleT::forward_t(network, &data::normalize(images), false));
     let rows: Vec<Vec<f32>> = Vec::<Vec<f32>>::try_from(logits.to_device(Device::Cpu).to_kind(Kind::Float))?;
     let json = serde_json::json!({"logits": rows, "labels": labels});
     std::fs::write(path, json.to_string()).map_err(|e| anyhow::anyhow!("cannot write {}: {e}", path.display()))

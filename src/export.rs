@@ -13,7 +13,7 @@ pub fn export(run: &Path, which: Which, out: &Path) -> Result<(PathBuf, PathBuf)
     // tch traces only modules without trainable variables; the trace bakes the weights in.
     network.vs.freeze();
     let example = Tensor::zeros([2, 3, 32, 32], (Kind::Float, Device::Cpu));
-    let net = &network.net;
+    let net = &network;
     let module = CModule::create_by_tracing("ResNeXt", "forward", &[example], &mut |inputs| {
         vec![tch::nn::ModuleT::forward_t(net, &inputs[0], false)]
     })

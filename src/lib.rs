@@ -2,6 +2,7 @@
 //!
 //! One concept per module; `main.rs` only parses the command line and dispatches.
 pub mod augment;
+pub mod bench;
 pub mod checkpoint;
 pub mod config;
 pub mod data;

@@ -2,7 +2,7 @@
 use anyhow::Result;
 use clap::{Parser, Subcommand};
 use resnext::train::Which;
-use resnext::{config, data, eval, export, model, plot, predict, runtime, train};
+use resnext::{bench, config, data, eval, export, model, plot, predict, runtime, train};
 use std::path::PathBuf;
 
 #[derive(Parser)]
@@ -74,6 +74,35 @@ enum Command {
         /// Which checkpoint to export.
         #[arg(long, value_enum, default_value = "best")]
         checkpoint: Which,
+    },
+    /// Measure images per second of the training step, evaluation or the data path.
+    Bench {
+        /// A config name from experiments/ (e.g. my_resnext) or a path to a JSON config.
+        experiment: String,
+        /// What to time.
+        #[arg(long, value_enum, default_value = "train")]
+        mode: bench::Mode,
+        /// auto (CUDA when available), cpu, cuda or cuda:N.
+        #[arg(long, default_value = "auto")]
+        device: String,
+        /// Batch size [default: the config's for train and data, the evaluation batch for eval].
+        #[arg(long)]
+        batch: Option<usize>,
+        /// Timed steps (the median is reported).
+        #[arg(long, default_value_t = 10)]
+        steps: usize,
+        /// Untimed steps first.
+        #[arg(long, default_value_t = 2)]
+        warmup: usize,
+        /// CUDA only: bf16 autocast.
+        #[arg(long)]
+        amp: bool,
+        /// Override a config field (repeatable), e.g. --set model.width=4.
+        #[arg(long = "set", value_name = "KEY=VALUE")]
+        set: Vec<String>,
+        /// CIFAR-10 binary folder (random images are used when there is none).
+        #[arg(long)]
+        data_dir: Option<PathBuf>,
     },
     /// Classify PNG or JPEG images (resized to 32x32) and print the top-3 classes.
     Predict {
@@ -207,6 +236,11 @@ fn dispatch(command: Command) -> Result<i32> {
             let out = out.unwrap_or_else(|| run.join("model.pt"));
             let (model, meta) = export::export(&run, checkpoint, &out)?;
             println!("wrote {} (TorchScript) and {} (input constants, class names)", model.display(), meta.display());
+        }
+        Command::Bench { experiment, mode, device, batch, steps, warmup, amp, set, data_dir } => {
+            anyhow::ensure!(steps > 0, "--steps must be at least 1");
+            let args = bench::BenchArgs { experiment, set, device, mode, batch, steps, warmup, amp, data_dir };
+            println!("{}", bench::run(&args)?);
         }
         Command::Predict { images, run, checkpoint, device } => {
             let results = predict::predict(&run, checkpoint, &images, runtime::parse_device(&device)?)?;

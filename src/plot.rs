@@ -59,7 +59,7 @@ pub fn plot(paths: &[PathBuf], comparisons_file: &Path, out: &Path) -> Result<Ve
     if !direct.is_empty() {
         let runs = direct.iter().map(|p| read_run(p)).collect::<Result<Vec<_>>>()?;
         let names: Vec<&str> = runs.iter().map(|r| r.name.as_str()).collect();
-        written.extend(draw_comparison("runs", &names.join(" vs "), &runs, out)?);
+        written.extend(draw_comparison(&names.join("_vs_"), &names.join(" vs "), &runs, out)?);
     }
     for root in paths.iter().filter(|p| !p.join(metrics::FILE).is_file()) {
         anyhow::ensure!(root.is_dir(), "{} is neither a run folder (with metrics.csv) nor a results folder", root.display());
@@ -142,55 +142,60 @@ fn line_chart<DB: DrawingBackend>(
 where
     DB::ErrorType: 'static,
 {
-    let values: Vec<f64> = runs.iter().flat_map(|r| r.rows.iter().map(value)).filter(|v| v.is_finite()).collect();
+    // A log axis is drawn as log10 of the value on a linear axis, labelled back in powers of
+    // ten, so every figure gets readable ticks however narrow the range.
+    let y_of = |row: &EpochRow| if log_y { value(row).log10() } else { value(row) };
+    let values: Vec<f64> = runs.iter().flat_map(|r| r.rows.iter().map(y_of)).filter(|v| v.is_finite()).collect();
     let max_epoch = runs.iter().flat_map(|r| r.rows.iter().map(|row| row.epoch + 1)).max().unwrap_or(1).max(2) as f64;
     let (lo, hi) = values.iter().fold((f64::INFINITY, f64::NEG_INFINITY), |(lo, hi), v| (lo.min(*v), hi.max(*v)));
-    let (lo, hi) = if lo.is_finite() { (lo, hi) } else { (0.0, 1.0) };
+    let (lo, hi) = match (lo.is_finite(), log_y) {
+        (false, _) => (0.0, 1.0),
+        (true, true) => (lo.floor(), hi.ceil().max(lo.floor() + 1.0)),
+        (true, false) => {
+            let pad = ((hi - lo) * 0.05).max(1e-3);
+            (lo - pad, hi + pad)
+        }
+    };
     // Accuracy rises and losses fall: keep the legend where the curves end up not being.
     let legend_at = if y_label.contains("accuracy") { SeriesLabelPosition::LowerRight } else { SeriesLabelPosition::UpperRight };
-    let x_ticks = (max_epoch as usize).min(12);
-    let mut builder = ChartBuilder::on(area);
-    builder.caption(caption, (FONT, 26)).margin(18).x_label_area_size(50).y_label_area_size(80);
-    macro_rules! style_mesh {
-        ($mesh:expr) => {
-            $mesh.x_labels(x_ticks).x_label_formatter(&|x| format!("{x:.0}")).x_desc("epoch").y_desc(y_label).label_style((FONT, 16)).axis_desc_style((FONT, 20))
-        };
+    let mut chart = ChartBuilder::on(area)
+        .caption(caption, (FONT, 26))
+        .margin(18)
+        .x_label_area_size(50)
+        .y_label_area_size(80)
+        .build_cartesian_2d(1.0..max_epoch, lo..hi)
+        .map_err(draw_error)?;
+    let y_format = |v: &f64| if log_y { format!("{:.1e}", 10f64.powf(*v)) } else { format!("{v:.2}") };
+    chart
+        .configure_mesh()
+        .x_labels((max_epoch as usize).min(12))
+        .x_label_formatter(&|x| format!("{x:.0}"))
+        .y_label_formatter(&y_format)
+        .x_desc("epoch")
+        .y_desc(y_label)
+        .label_style((FONT, 16))
+        .axis_desc_style((FONT, 20))
+        .draw()
+        .map_err(draw_error)?;
+    for (i, run) in runs.iter().enumerate() {
+        let points: Vec<(f64, f64)> = run.rows.iter().map(|r| ((r.epoch + 1) as f64, y_of(r))).filter(|p| p.1.is_finite()).collect();
+        let c = color(i);
+        // Dots as well as lines, so a run of one epoch still shows.
+        chart.draw_series(points.iter().map(|p| Circle::new(*p, 3, c.filled()))).map_err(draw_error)?;
+        chart
+            .draw_series(LineSeries::new(points, c.stroke_width(2)))
+            .map_err(draw_error)?
+            .label(run.name.clone())
+            .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 24, y)], c.stroke_width(3)));
     }
-    macro_rules! draw_lines {
-        ($chart:expr) => {{
-            for (i, run) in runs.iter().enumerate() {
-                let points: Vec<(f64, f64)> = run.rows.iter().map(|r| ((r.epoch + 1) as f64, value(r))).filter(|p| p.1.is_finite()).collect();
-                let c = color(i);
-                // Dots as well as lines, so a run of one epoch still shows.
-                let dots = points.clone();
-                $chart.draw_series(dots.into_iter().map(|p| Circle::new(p, 3, c.filled()))).map_err(draw_error)?;
-                $chart
-                    .draw_series(LineSeries::new(points, c.stroke_width(2)))
-                    .map_err(draw_error)?
-                    .label(run.name.clone())
-                    .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 24, y)], c.stroke_width(3)));
-            }
-            $chart
-                .configure_series_labels()
-                .background_style(WHITE.mix(0.85))
-                .border_style(BLACK)
-                .label_font((FONT, 18))
-                .position(legend_at)
-                .draw()
-                .map_err(draw_error)?;
-        }};
-    }
-    if log_y {
-        let (lo, hi) = (lo.max(1e-12) / 1.5, hi.max(1e-12) * 1.5);
-        let mut chart = builder.build_cartesian_2d(1.0..max_epoch, (lo..hi).log_scale()).map_err(draw_error)?;
-        style_mesh!(chart.configure_mesh()).y_label_formatter(&|v| format!("{v:.0e}")).draw().map_err(draw_error)?;
-        draw_lines!(chart);
-    } else {
-        let pad = ((hi - lo) * 0.05).max(1e-3);
-        let mut chart = builder.build_cartesian_2d(1.0..max_epoch, (lo - pad)..(hi + pad)).map_err(draw_error)?;
-        style_mesh!(chart.configure_mesh()).draw().map_err(draw_error)?;
-        draw_lines!(chart);
-    }
+    chart
+        .configure_series_labels()
+        .background_style(WHITE.mix(0.85))
+        .border_style(BLACK)
+        .label_font((FONT, 18))
+        .position(legend_at)
+        .draw()
+        .map_err(draw_error)?;
     Ok(())
 }
 

@@ -25,7 +25,7 @@ pub fn predict(run: &Path, which: Which, images: &[impl AsRef<Path>], device: De
         .iter()
         .map(|path| {
             let x = data::normalize(&load_image(path.as_ref())?.to_device(device));
-            let probabilities = tch::no_grad(|| network.net.forward_t(&x, false).softmax(-1, Kind::Float)).squeeze_dim(0);
+            let probabilities = tch::no_grad(|| network.forward_t(&x, false).softmax(-1, Kind::Float)).squeeze_dim(0);
             let (values, indices) = probabilities.topk(3, -1, true, true);
             let values = Vec::<f64>::try_from(values.to_kind(Kind::Double))?;
             let indices = Vec::<i64>::try_from(indices)?;

@@ -34,6 +34,50 @@ fn trains_two_epochs_with_finite_losses_above_chance() {
     let saved: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(dir.path().join("run2/config.json")).unwrap()).unwrap();
     assert_eq!(saved["lr_schedule"]["patience"], 3);
     assert_eq!(saved["epochs"], 1);
+
+    // eval: accuracy per class and a confusion matrix.
+    let run_arg = run_dir.display().to_string();
+    let output = run(&["eval", &run_arg, "--device", "cpu", "--limit", "500"]);
+    assert!(output.status.success(), "{}", stderr(&output));
+    let text = stdout(&output);
+    let reported = format!("accuracy {:.2}%", 100.0 * last[4]);
+    assert!(text.contains(&reported), "eval of the best checkpoint should reproduce the CSV's val_accuracy ({reported}):\n{text}");
+    assert!(text.contains("airplane") && text.contains("truck"), "{text}");
+    assert!(std::fs::read(run_dir.join("confusion_matrix.png")).unwrap().starts_with(b"\x89PNG"));
+
+    // predict: a real test image saved as a 64x64 PNG and a JPEG (resized back to 32x32).
+    let record = &std::fs::read(data_dir().join("test_batch.bin")).unwrap()[..3073];
+    let mut rgb = image::RgbImage::new(32, 32);
+    for (i, pixel) in rgb.pixels_mut().enumerate() {
+        *pixel = image::Rgb([record[1 + i], record[1 + 1024 + i], record[1 + 2048 + i]]);
+    }
+    let big = image::imageops::resize(&rgb, 64, 64, image::imageops::FilterType::Nearest);
+    let (png, jpg) = (dir.path().join("cat.png"), dir.path().join("cat.jpg"));
+    big.save(&png).unwrap();
+    rgb.save(&jpg).unwrap();
+    let output = run(&["predict", &png.display().to_string(), &jpg.display().to_string(), "--run", &run_arg, "--device", "cpu"]);
+    assert!(output.status.success(), "{}", stderr(&output));
+    let text = stdout(&output);
+    assert_eq!(text.lines().count(), 2, "{text}");
+    for line in text.lines() {
+        let percents: Vec<f64> = line.split_whitespace().filter_map(|w| w.trim_end_matches([',', '%']).parse().ok()).collect();
+        assert_eq!(percents.len(), 3, "{line}");
+        assert!(percents.windows(2).all(|w| w[0] >= w[1]) && percents.iter().sum::<f64>() <= 100.01, "{line}");
+    }
+
+    // Figures for a comparison whose runs exist; a missing run is skipped with a note.
+    let comparisons = dir.path().join("comparisons.json");
+    let spec = r#"{"comparisons": [{"name": "cmp", "title": "two tiny runs", "runs": ["run", "run2", "missing"]}]}"#;
+    std::fs::write(&comparisons, spec).unwrap();
+    let plots = dir.path().join("plots");
+    let (root, plots_arg, comparisons_arg) = (dir.path().display().to_string(), plots.display().to_string(), comparisons.display().to_string());
+    let output = run(&["plot", &root, "--out", &plots_arg, "--comparisons", &comparisons_arg]);
+    assert!(output.status.success(), "{}", stderr(&output));
+    assert!(stdout(&output).contains("run missing not found"), "{}", stdout(&output));
+    for png in ["cmp.png", "cmp_lr.png"] {
+        let bytes = std::fs::read(plots.join(png)).unwrap();
+        assert!(bytes.starts_with(b"\x89PNG") && bytes.len() > 20_000, "{png} is not a drawn PNG");
+    }
 }
 
 #[test]

@@ -1,0 +1,133 @@
+//! `resnext bench`: measured images per second of the real training step, of evaluation and
+//! of the data path alone. The README's performance figures come from this command.
+use crate::config::Experiment;
+use crate::data::{self, Cifar10, Split};
+use crate::optim::Sgd;
+use crate::runtime;
+use crate::train::{self, EpochPlan, Network};
+use anyhow::Result;
+use std::path::PathBuf;
+use std::time::Instant;
+use tch::nn::ModuleT;
+use tch::{Device, Kind, Tensor};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Mode {
+    /// Augmentation, forward, backward and SGD update.
+    Train,
+    /// Forward pass in inference mode.
+    Eval,
+    /// Shuffle, gather, normalise and augment only.
+    Data,
+}
+
+pub struct BenchArgs {
+    pub experiment: String,
+    pub set: Vec<String>,
+    pub device: String,
+    pub mode: Mode,
+    pub batch: Option<usize>,
+    pub steps: usize,
+    pub warmup: usize,
+    pub amp: bool,
+    pub data_dir: Option<PathBuf>,
+}
+
+pub fn run(args: &BenchArgs) -> Result<String> {
+    let experiment = Experiment::load(&args.experiment, &args.set)?;
+    let device = runtime::parse_device(&args.device)?;
+    let batch = args.batch.unwrap_or(match args.mode {
+        Mode::Eval => train::eval_batch_size(device),
+        _ => experiment.batch_size,
+    });
+    let needed = batch * (args.steps + args.warmup);
+    let (split, source) = images(args.data_dir.as_ref(), needed)?;
+    let split = split.to_device(device);
+    let experiment = Experiment { batch_size: batch, ..experiment };
+    let network = Network::new(&experiment, device, experiment.seed);
+    let mut sgd = Sgd::new(&network.vs, experiment.optimizer.momentum, experiment.optimizer.l2);
+    let plan = EpochPlan::new(&experiment, 0, split.len(), device);
+
+    let mut seconds = Vec::new();
+    for step in 0..args.warmup + args.steps {
+        let start = Instant::now();
+        match args.mode {
+            Mode::Train => {
+                let (images, labels) = plan.batch(step, &split);
+                let (ce, _) = train::train_step(&network, &mut sgd, &images, &labels, 0.01, args.amp);
+                sync(device, &ce);
+            }
+            Mode::Eval => {
+                let images = data::normalize(&split.images.narrow(0, (step * batch) as i64, batch as i64));
+                let logits = tch::no_grad(|| tch::autocast(args.amp, || network.forward_t(&images, false)));
+                sync(device, &logits);
+            }
+            Mode::Data => {
+                let (images, _) = plan.batch(step, &split);
+                sync(device, &images);
+            }
+        }
+        if step >= args.warmup {
+            seconds.push(start.elapsed().as_secs_f64());
+        }
+    }
+    seconds.sort_by(f64::total_cmp);
+    let median = seconds[seconds.len() / 2];
+    Ok(format!(
+        "device {device:?}, {} intra-op threads, libtorch {}, batch {batch}, {} ({}), model {}x{}x{}d, channels-last {}, amp {}, {}\n\
+         images: {source}\n\
+         RESULT mode={:?} median {:.1} ms/step, {:.1} images/s (best {:.1}) over {} steps after {} warm-up; peak RSS {:.0} MiB",
+        tch::get_num_threads(),
+        env!("LIBTORCH_VERSION"),
+        experiment.name,
+        args.experiment,
+        experiment.model.depth,
+        experiment.model.cardinality,
+        experiment.model.width,
+        network.channels_last,
+        args.amp,
+        std::env::var("GLIBC_TUNABLES").map(|v| format!("GLIBC_TUNABLES={v}")).unwrap_or_else(|_| "default malloc".into()),
+        args.mode,
+        median * 1000.0,
+        batch as f64 / median,
+        batch as f64 / seconds[0],
+        args.steps,
+        args.warmup,
+        peak_rss_mib()
+    ))
+}
+
+/// Real CIFAR-10 training images when the data folder exists, else random ones (the speed is
+/// the same; only the loss values differ).
+fn images(data_dir: Option<&PathBuf>, needed: usize) -> Result<(Split, String)> {
+    let dir = data::resolve_dir(data_dir.map(|p| p.as_path()));
+    if dir.is_dir() {
+        let train = Cifar10::load(&dir)?.train;
+        let repeats = needed.div_ceil(train.len()) as i64;
+        let split = Split { images: train.images.repeat([repeats, 1, 1, 1]), labels: train.labels.repeat([repeats]) };
+        return Ok((split.first(needed), format!("CIFAR-10 from {}", dir.display())));
+    }
+    let n = needed as i64;
+    let split = Split {
+        images: Tensor::randint(256, [n, 3, 32, 32], (Kind::Uint8, Device::Cpu)),
+        labels: Tensor::randint(10, [n], (Kind::Int64, Device::Cpu)),
+    };
+    Ok((split, format!("random (no CIFAR-10 at {})", dir.display())))
+}
+
+/// Waits for the device, so a step's time includes its GPU work.
+fn sync(device: Device, output: &Tensor) {
+    match device {
+        Device::Cuda(index) => tch::Cuda::synchronize(index as i64),
+        _ => {
+            let _ = output.numel();
+        }
+    }
+}
+
+/// The process's peak resident memory (getrusage).
+pub fn peak_rss_mib() -> f64 {
+    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+    unsafe { libc::getrusage(libc::RUSAGE_SELF, &mut usage) };
+    usage.ru_maxrss as f64 / 1024.0
+}
