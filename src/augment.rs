@@ -35,10 +35,15 @@ impl Transforms {
         }
     }
 
-    /// The transforms of images `start .. start + len`, moved to `device`.
-    pub fn slice(&self, start: i64, len: i64, device: Device) -> Self {
-        let part = |t: &Tensor| t.narrow(0, start, len).to_device(device);
+    /// The transforms of images `start .. start + len`.
+    pub fn slice(&self, start: i64, len: i64) -> Self {
+        let part = |t: &Tensor| t.narrow(0, start, len);
         Transforms { theta: part(&self.theta), tx: part(&self.tx), ty: part(&self.ty), flip: part(&self.flip) }
+    }
+
+    pub fn to_device(&self, device: Device) -> Self {
+        let to = |t: &Tensor| t.to_device(device);
+        Transforms { theta: to(&self.theta), tx: to(&self.tx), ty: to(&self.ty), flip: to(&self.flip) }
     }
 }
 
@@ -129,7 +134,7 @@ mod tests {
         let t = Transforms::random(&cfg, 4, 8, 8);
         let batch = apply(&images, &t);
         for i in 0..4 {
-            let one = apply(&images.narrow(0, i, 1), &t.slice(i, 1, Device::Cpu));
+            let one = apply(&images.narrow(0, i, 1), &t.slice(i, 1));
             assert!(batch.narrow(0, i, 1).allclose(&one, 1e-6, 1e-6, false), "image {i}");
         }
         let theta = Vec::<f64>::try_from(&t.theta).unwrap();

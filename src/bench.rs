@@ -36,6 +36,7 @@ pub struct BenchArgs {
 pub fn run(args: &BenchArgs) -> Result<String> {
     let experiment = Experiment::load(&args.experiment, &args.set)?;
     let device = runtime::parse_device(&args.device)?;
+    runtime::check_amp(args.amp, device)?;
     let batch = args.batch.unwrap_or(match args.mode {
         Mode::Eval => train::eval_batch_size(device),
         _ => experiment.batch_size,

@@ -1,6 +1,7 @@
 //! Progress display: an indicatif bar per epoch on a terminal, plain lines otherwise (logs,
 //! CI, `nohup`), so redirected output stays readable.
 use indicatif::{ProgressBar, ProgressStyle};
+use std::cell::Cell;
 use std::io::IsTerminal;
 
 pub struct EpochProgress {
@@ -9,6 +10,8 @@ pub struct EpochProgress {
     steps: usize,
     /// In plain mode, print a line every this many steps.
     plain_every: usize,
+    /// In plain mode, the step count last printed.
+    printed: Cell<usize>,
 }
 
 impl EpochProgress {
@@ -23,7 +26,7 @@ impl EpochProgress {
             bar.set_prefix(label.clone());
             bar
         });
-        EpochProgress { bar, label, steps, plain_every: (steps / 4).max(1) }
+        EpochProgress { bar, label, steps, plain_every: (steps / 4).max(1), printed: Cell::new(start) }
     }
 
     /// `done` steps finished; `message` holds the running loss, accuracy and speed.
@@ -33,14 +36,12 @@ impl EpochProgress {
                 bar.set_position(done as u64);
                 bar.set_message(message.to_string());
             }
-            None if done % self.plain_every == 0 && done < self.steps => println!("{} step {done}/{} {message}", self.label, self.steps),
+            None if done >= self.printed.get() + self.plain_every && done < self.steps => {
+                self.printed.set(done);
+                println!("{} step {done}/{} {message}", self.label, self.steps);
+            }
             None => {}
         }
-    }
-
-    /// Whether `update` shows anything at `done` (so callers can skip computing the message).
-    pub fn wants(&self, done: usize) -> bool {
-        self.bar.is_some() || (done % self.plain_every == 0 && done < self.steps)
     }
 
     pub fn finish(&self, summary: &str) {

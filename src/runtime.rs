@@ -24,6 +24,14 @@ pub fn parse_device(spec: &str) -> Result<Device> {
     Ok(device)
 }
 
+/// bf16 autocast is a CUDA feature here; on a CPU it would silently do nothing.
+pub fn check_amp(amp: bool, device: Device) -> Result<()> {
+    if amp && !device.is_cuda() {
+        bail!("--amp (bf16 autocast) needs a CUDA device, got {device:?}");
+    }
+    Ok(())
+}
+
 /// One intra-op thread per core (libtorch's default may count hyper-threads or a cgroup's
 /// quota differently), and no inter-op pool: the network is one chain of operations.
 pub fn configure_threads() {

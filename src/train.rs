@@ -184,6 +184,7 @@ pub fn run(args: &TrainArgs) -> Result<Outcome> {
     // before the run folder is touched, so a failed start leaves existing results as they were.
     let (experiment, settings, run_dir) = plan_run(args)?;
     let device = runtime::parse_device(&args.device)?;
+    runtime::check_amp(settings.amp, device)?;
     let data_dir = data::resolve_dir(args.data_dir.as_deref());
     let data = Cifar10::load(&data_dir)?;
     let train = data.train.first(settings.train_limit.unwrap_or(usize::MAX)).to_device(device);
@@ -328,7 +329,8 @@ impl EpochPlan {
         let order = Tensor::randperm(len as i64, (Kind::Int64, Device::Cpu)).to_device(device);
         let aug = &experiment.augmentation;
         let identity = !aug.horizontal_flip && aug.width_shift_range == 0.0 && aug.height_shift_range == 0.0 && aug.rotation_range == 0.0;
-        let transforms = (!identity).then(|| Transforms::random(aug, len as i64, 32, 32));
+        // Drawn on the CPU (the same numbers on every device), then moved once per epoch.
+        let transforms = (!identity).then(|| Transforms::random(aug, len as i64, 32, 32).to_device(device));
         let batch_size = experiment.batch_size;
         EpochPlan { order, transforms, batch_size, steps: len.div_ceil(batch_size), len }
     }
@@ -340,7 +342,7 @@ impl EpochPlan {
         let index = self.order.narrow(0, start as i64, size);
         let images = data::normalize(&split.images.index_select(0, &index));
         let images = match &self.transforms {
-            Some(t) => augment::apply(&images, &t.slice(start as i64, size, images.device())),
+            Some(t) => augment::apply(&images, &t.slice(start as i64, size)),
             None => images,
         };
         (images, split.labels.index_select(0, &index))
@@ -411,7 +413,7 @@ impl Trainer<'_> {
                 step_correct.get(step as i64).copy_(&logits.argmax(-1, false).eq_tensor(&labels).sum(Kind::Double));
             });
             let done = step + 1;
-            if done % sync_every == 0 || done == plan.steps || progress.wants(done) {
+            if done % sync_every == 0 || done == plan.steps {
                 self.check_finite(&step_loss, checked, done, epoch, &run_dir.last())?;
                 checked = done;
                 let sums = self.sums(state, &step_loss, &step_ce, &step_correct, done, started);
