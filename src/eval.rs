@@ -1,5 +1,6 @@
 //! `resnext eval`: a trained run's test loss and accuracy, per class, and its confusion matrix.
 use crate::data::{self, Cifar10};
+use crate::optim;
 use crate::plot;
 use crate::train::{self, Network, Which};
 use anyhow::Result;
@@ -35,7 +36,9 @@ pub fn run(args: &EvalArgs) -> Result<Report> {
     let data_dir = data::resolve_dir(args.data_dir.as_deref());
     let test = Cifar10::load(&data_dir)?.test.first(args.limit.unwrap_or(usize::MAX)).to_device(args.device);
     let (ce_loss, accuracy, predictions) = train::evaluate(&network, &test, train::eval_batch_size(args.device));
-    let penalty = f64::try_from(crate::optim::Sgd::new(&network.vs, 0.0, experiment.optimizer.l2).l2_penalty())?;
+    let variables = network.vs.variables();
+    let kernels = variables.iter().filter(|(name, _)| optim::is_kernel(name)).map(|(_, w)| w);
+    let penalty = f64::try_from(optim::l2_penalty(kernels, experiment.optimizer.l2))?;
 
     let labels = Vec::<i64>::try_from(test.labels.to_device(Device::Cpu))?;
     let predicted = Vec::<i64>::try_from(predictions.to_device(Device::Cpu))?;

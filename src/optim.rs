@@ -15,6 +15,9 @@ pub struct Sgd {
     pub l2: f64,
     /// (name, parameter, velocity, decayed?) for every trainable variable, sorted by name.
     pub slots: Vec<Slot>,
+    /// momentum, 2 * l2 and -lr as 0-dim tensors on the parameters' device, for the fused
+    /// multiply-adds (set with `fill_`, which copies nothing from the host).
+    coefficients: [Tensor; 3],
 }
 
 pub struct Slot {
@@ -37,7 +40,10 @@ impl Sgd {
             .into_iter()
             .map(|(name, param)| Slot { decayed: is_kernel(&name), velocity: param.zeros_like(), name, param })
             .collect();
-        Sgd { momentum, l2, slots }
+        let device = vs.device();
+        let coefficient = |x: f64| Tensor::zeros([], (tch::Kind::Float, device)).fill_(x);
+        let coefficients = [coefficient(momentum), coefficient(2.0 * l2), coefficient(0.0)];
+        Sgd { momentum, l2, slots, coefficients }
     }
 
     pub fn zero_grad(&mut self) {
@@ -46,32 +52,40 @@ impl Sgd {
         }
     }
 
-    /// One update with the gradients left by `backward()`.
+    /// One update with the gradients left by `backward()`. Written as in-place fused
+    /// multiply-adds on the gradient (discarded after the step anyway), so a step streams
+    /// each parameter a handful of times and allocates nothing.
     pub fn step(&mut self, lr: f64) {
         tch::no_grad(|| {
+            let [momentum, two_l2, minus_lr] = &mut self.coefficients;
+            let _ = minus_lr.fill_(-lr);
             for slot in &mut self.slots {
-                let mut grad = slot.param.grad();
-                if !grad.defined() {
+                let mut d = slot.param.grad();
+                if !d.defined() {
                     continue;
                 }
                 if slot.decayed && self.l2 > 0.0 {
-                    grad = grad + &slot.param * (2.0 * self.l2);
+                    let _ = d.addcmul_(&slot.param, two_l2); // d = g + 2 l2 w
                 }
-                let scaled_grad = grad * lr;
-                let _ = slot.velocity.g_mul_scalar_(self.momentum).g_sub_(&scaled_grad);
-                let update = &slot.velocity * self.momentum - scaled_grad;
-                let _ = slot.param.g_add_(&update);
+                let _ = slot.velocity.g_mul_scalar_(self.momentum).addcmul_(&d, minus_lr); // v = mu v - lr d
+                let _ = slot.param.addcmul_(&slot.velocity, momentum).addcmul_(&d, minus_lr); // p += mu v - lr d
             }
         });
     }
 
-    /// `l2 * sum(w^2)` over the kernels: the penalty Keras adds to the reported loss.
+    /// The penalty Keras adds to the reported loss, for the current weights.
     pub fn l2_penalty(&self) -> Tensor {
-        tch::no_grad(|| {
-            let squares: Vec<Tensor> = self.slots.iter().filter(|s| s.decayed).map(|s| s.param.square().sum(s.param.kind())).collect();
-            Tensor::stack(&squares, 0).sum(tch::Kind::Float) * self.l2
-        })
+        l2_penalty(self.slots.iter().filter(|s| s.decayed).map(|s| &s.param), self.l2)
     }
+}
+
+/// `l2 * sum(w^2)` over `kernels`, as a scalar tensor on their device.
+pub fn l2_penalty<'a>(kernels: impl Iterator<Item = &'a Tensor>, l2: f64) -> Tensor {
+    tch::no_grad(|| {
+        // ||w||^2 reads each kernel once, with no temporary.
+        let squares: Vec<Tensor> = kernels.map(|w| w.norm().square()).collect();
+        Tensor::stack(&squares, 0).sum(tch::Kind::Float) * l2
+    })
 }
 
 #[cfg(test)]

@@ -224,7 +224,9 @@ pub fn run(args: &TrainArgs) -> Result<Outcome> {
     install_stop_handler();
     let trainer = Trainer { experiment: &experiment, network: &network, train: &train, test: &test, device, amp: settings.amp };
     while state.epoch < experiment.epochs {
-        if let Outcome::Interrupted = trainer.train_epoch(&mut state, &mut sgd, &run_dir)? {
+        let outcome = trainer.train_epoch(&mut state, &mut sgd, &run_dir)?;
+        // A stop asked for during evaluation takes effect here, at the epoch boundary.
+        if matches!(outcome, Outcome::Interrupted) || (STOP_REQUESTED.load(Ordering::SeqCst) && state.epoch < experiment.epochs) {
             return Ok(Outcome::Interrupted);
         }
     }
@@ -369,12 +371,13 @@ pub fn evaluate(net: &impl ModuleT, split: &Split, batch_size: usize) -> (f64, f
     })
 }
 
-/// Evaluation batch: large enough to keep a GPU busy, small enough for a 2-core CPU's cache.
+/// Evaluation batch: large enough to keep a GPU busy; on a CPU, 64 measured fastest (its
+/// activations stay in cache; see README, Performance).
 pub fn eval_batch_size(device: Device) -> usize {
     if device.is_cuda() {
         1000
     } else {
-        250
+        64
     }
 }
 
@@ -458,13 +461,14 @@ impl Trainer<'_> {
         if is_best {
             state.best_val_accuracy = Some(row.val_accuracy);
         }
-        // Checkpoint first, then the CSV row: on resume the CSV is rebuilt from the
-        // checkpoint's history, so a crash between the two loses nothing.
-        save(&run_dir.last(), state, &self.network.vs, sgd)?;
+        // Best weights, then the checkpoint, then the CSV row. On resume the CSV is rebuilt
+        // from the checkpoint's history, so a crash between any two of these loses nothing
+        // (a redone epoch reproduces the same weights).
         if is_best {
             let best_state = serde_json::json!({"epoch": epoch, "val_accuracy": row.val_accuracy, "experiment": self.experiment.name});
             Checkpoint { tensors: Checkpoint::model_tensors(&self.network.vs), state: best_state }.save(&run_dir.best())?;
         }
+        save(&run_dir.last(), state, &self.network.vs, sgd)?;
         metrics::append(&run_dir.metrics(), &row)?;
         progress.finish(&format!(
             "epoch {}/{}: loss {:.4} accuracy {:.4} val_loss {:.4} val_accuracy {:.4} lr {:.3e}{} ({:.1}s, {:.0} img/s)",
