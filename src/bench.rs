@@ -21,15 +21,33 @@ pub enum Mode {
     Data,
 }
 
+#[derive(Debug, Clone, clap::Args)]
 pub struct BenchArgs {
+    /// A config name from experiments/ (e.g. my_resnext) or a path to a JSON config.
     pub experiment: String,
-    pub set: Vec<String>,
-    pub device: String,
+    /// What to time.
+    #[arg(long, value_enum, default_value = "train")]
     pub mode: Mode,
+    /// auto (CUDA when available), cpu, cuda or cuda:N.
+    #[arg(long, default_value = "auto")]
+    pub device: String,
+    /// Batch size [default: the config's for train and data, the evaluation batch for eval].
+    #[arg(long)]
     pub batch: Option<usize>,
-    pub steps: usize,
-    pub warmup: usize,
+    /// Timed steps (the median is reported).
+    #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u64).range(1..))]
+    pub steps: u64,
+    /// Untimed steps first.
+    #[arg(long, default_value_t = 2)]
+    pub warmup: u64,
+    /// CUDA only: bf16 autocast.
+    #[arg(long)]
     pub amp: bool,
+    /// Override a config field (repeatable), e.g. --set model.width=4.
+    #[arg(long = "set", value_name = "KEY=VALUE")]
+    pub set: Vec<String>,
+    /// CIFAR-10 binary folder (random images are used when there is none).
+    #[arg(long)]
     pub data_dir: Option<PathBuf>,
 }
 
@@ -41,7 +59,8 @@ pub fn run(args: &BenchArgs) -> Result<String> {
         Mode::Eval => train::eval_batch_size(device),
         _ => experiment.batch_size,
     });
-    let needed = batch * (args.steps + args.warmup);
+    let (steps, warmup) = (args.steps as usize, args.warmup as usize);
+    let needed = batch * (steps + warmup);
     let (split, source) = images(args.data_dir.as_ref(), needed)?;
     let split = split.to_device(device);
     let experiment = Experiment { batch_size: batch, ..experiment };
@@ -50,7 +69,7 @@ pub fn run(args: &BenchArgs) -> Result<String> {
     let plan = EpochPlan::new(&experiment, 0, split.len(), device);
 
     let mut seconds = Vec::new();
-    for step in 0..args.warmup + args.steps {
+    for step in 0..warmup + steps {
         let start = Instant::now();
         match args.mode {
             Mode::Train => {
@@ -68,7 +87,7 @@ pub fn run(args: &BenchArgs) -> Result<String> {
                 sync(device, &images);
             }
         }
-        if step >= args.warmup {
+        if step >= warmup {
             seconds.push(start.elapsed().as_secs_f64());
         }
     }
@@ -92,8 +111,8 @@ pub fn run(args: &BenchArgs) -> Result<String> {
         median * 1000.0,
         batch as f64 / median,
         batch as f64 / seconds[0],
-        args.steps,
-        args.warmup,
+        steps,
+        warmup,
         peak_rss_mib()
     ))
 }

@@ -30,7 +30,7 @@ enum Command {
         command: DataCommand,
     },
     /// Train an experiment, writing metrics.csv and checkpoints to its run folder.
-    Train(TrainCli),
+    Train(train::TrainArgs),
     /// Evaluate a run's checkpoint on the test set: loss, accuracy, per-class accuracy, confusion matrix PNG.
     Eval {
         /// Run folder, e.g. results/my_resnext.
@@ -76,34 +76,7 @@ enum Command {
         checkpoint: Which,
     },
     /// Measure images per second of the training step, evaluation or the data path.
-    Bench {
-        /// A config name from experiments/ (e.g. my_resnext) or a path to a JSON config.
-        experiment: String,
-        /// What to time.
-        #[arg(long, value_enum, default_value = "train")]
-        mode: bench::Mode,
-        /// auto (CUDA when available), cpu, cuda or cuda:N.
-        #[arg(long, default_value = "auto")]
-        device: String,
-        /// Batch size [default: the config's for train and data, the evaluation batch for eval].
-        #[arg(long)]
-        batch: Option<usize>,
-        /// Timed steps (the median is reported).
-        #[arg(long, default_value_t = 10)]
-        steps: usize,
-        /// Untimed steps first.
-        #[arg(long, default_value_t = 2)]
-        warmup: usize,
-        /// CUDA only: bf16 autocast.
-        #[arg(long)]
-        amp: bool,
-        /// Override a config field (repeatable), e.g. --set model.width=4.
-        #[arg(long = "set", value_name = "KEY=VALUE")]
-        set: Vec<String>,
-        /// CIFAR-10 binary folder (random images are used when there is none).
-        #[arg(long)]
-        data_dir: Option<PathBuf>,
-    },
+    Bench(bench::BenchArgs),
     /// Classify PNG or JPEG images (resized to 32x32) and print the top-3 classes.
     Predict {
         /// Image files.
@@ -137,45 +110,6 @@ enum DataCommand {
     },
 }
 
-#[derive(clap::Args)]
-struct TrainCli {
-    /// A config name from experiments/ (e.g. my_resnext) or a path to a JSON config.
-    experiment: String,
-    /// Number of epochs (overrides the config's `epochs`).
-    #[arg(long)]
-    epochs: Option<usize>,
-    /// Train on the first N training images only (quick runs).
-    #[arg(long, value_name = "N")]
-    train_limit: Option<usize>,
-    /// Evaluate on the first N test images only (quick runs).
-    #[arg(long, value_name = "N")]
-    test_limit: Option<usize>,
-    /// Run folder for metrics.csv, checkpoints and the saved config [default: results/<experiment>].
-    #[arg(long)]
-    out: Option<PathBuf>,
-    /// CIFAR-10 binary folder (default: $CIFAR10_DIR, else data/cifar-10-batches-bin).
-    #[arg(long)]
-    data_dir: Option<PathBuf>,
-    /// auto (CUDA when available), cpu, cuda or cuda:N.
-    #[arg(long, default_value = "auto")]
-    device: String,
-    /// Seed for weights, shuffles and augmentation (overrides the config's `seed`).
-    #[arg(long)]
-    seed: Option<u64>,
-    /// Continue the run in the run folder after its last checkpoint.
-    #[arg(long, conflicts_with = "force")]
-    resume: bool,
-    /// Start again, deleting the run folder's metrics and checkpoints.
-    #[arg(long)]
-    force: bool,
-    /// Override any config field, e.g. --set lr_schedule.patience=2 (repeatable; recorded in config.json).
-    #[arg(long = "set", value_name = "KEY=VALUE")]
-    set: Vec<String>,
-    /// CUDA only: run the forward pass under bf16 autocast (faster, not what Keras did).
-    #[arg(long)]
-    amp: bool,
-}
-
 fn main() {
     runtime::reexec_with_malloc_tuning();
     runtime::configure_threads();
@@ -205,20 +139,6 @@ fn dispatch(command: Command) -> Result<i32> {
             println!("{}", data::describe(&dir)?);
         }
         Command::Train(args) => {
-            let args = train::TrainArgs {
-                experiment: args.experiment,
-                epochs: args.epochs,
-                train_limit: args.train_limit,
-                test_limit: args.test_limit,
-                out: args.out,
-                data_dir: args.data_dir,
-                device: args.device,
-                seed: args.seed,
-                resume: args.resume,
-                force: args.force,
-                set: args.set,
-                amp: args.amp,
-            };
             if let train::Outcome::Interrupted = train::run(&args)? {
                 return Ok(130);
             }
@@ -237,11 +157,7 @@ fn dispatch(command: Command) -> Result<i32> {
             let (model, meta) = export::export(&run, checkpoint, &out)?;
             println!("wrote {} (TorchScript) and {} (input constants, class names)", model.display(), meta.display());
         }
-        Command::Bench { experiment, mode, device, batch, steps, warmup, amp, set, data_dir } => {
-            anyhow::ensure!(steps > 0, "--steps must be at least 1");
-            let args = bench::BenchArgs { experiment, set, device, mode, batch, steps, warmup, amp, data_dir };
-            println!("{}", bench::run(&args)?);
-        }
+        Command::Bench(args) => println!("{}", bench::run(&args)?),
         Command::Predict { images, run, checkpoint, device } => {
             let results = predict::predict(&run, checkpoint, &images, runtime::parse_device(&device)?)?;
             for (image, top3) in images.iter().zip(results) {

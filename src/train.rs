@@ -24,19 +24,42 @@ use tch::nn::{self, ModuleT};
 use tch::{Device, Kind, Tensor};
 
 /// Everything `resnext train` takes from the command line.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone, Default, clap::Args)]
 pub struct TrainArgs {
+    /// A config name from experiments/ (e.g. my_resnext) or a path to a JSON config.
     pub experiment: String,
+    /// Number of epochs (overrides the config's `epochs`).
+    #[arg(long)]
     pub epochs: Option<usize>,
+    /// Train on the first N training images only (quick runs).
+    #[arg(long, value_name = "N")]
     pub train_limit: Option<usize>,
+    /// Evaluate on the first N test images only (quick runs).
+    #[arg(long, value_name = "N")]
     pub test_limit: Option<usize>,
+    /// Run folder for metrics.csv, checkpoints and the saved config [default: results/<experiment>].
+    #[arg(long)]
     pub out: Option<PathBuf>,
+    /// CIFAR-10 binary folder (default: $CIFAR10_DIR, else data/cifar-10-batches-bin).
+    #[arg(long)]
     pub data_dir: Option<PathBuf>,
+    /// auto (CUDA when available), cpu, cuda or cuda:N.
+    #[arg(long, default_value = "auto")]
     pub device: String,
+    /// Seed for weights, shuffles and augmentation (overrides the config's `seed`).
+    #[arg(long)]
     pub seed: Option<u64>,
+    /// Continue the run in the run folder after its last checkpoint (starts it if there is none).
+    #[arg(long, conflicts_with = "force")]
     pub resume: bool,
+    /// Start again, deleting the run folder's metrics and checkpoints.
+    #[arg(long)]
     pub force: bool,
+    /// Override any config field, e.g. --set lr_schedule.patience=2 (repeatable; recorded in config.json).
+    #[arg(long = "set", value_name = "KEY=VALUE")]
     pub set: Vec<String>,
+    /// CUDA only: run the forward pass under bf16 autocast (faster, not what Keras did).
+    #[arg(long)]
     pub amp: bool,
 }
 
