@@ -41,10 +41,7 @@ pub fn block_specs(cfg: &ModelConfig) -> Vec<BlockSpec> {
 /// images to logits (softmax is left to the loss, as cross-entropy on logits).
 pub fn resnext(path: &nn::Path, cfg: &ModelConfig) -> nn::SequentialT {
     let stem = path / "stem";
-    let mut net = nn::seq_t()
-        .add(conv(&stem / "conv", 3, STEM_CHANNELS, 3, 1, 1))
-        .add(batch_norm(&stem / "bn", STEM_CHANNELS))
-        .add_fn(|x| x.relu());
+    let mut net = nn::seq_t().add(conv_bn(&stem, "conv", "bn", 3, STEM_CHANNELS, 3, 1, 1)).add_fn(relu_in_place);
     for spec in block_specs(cfg) {
         let block_path = path / format!("stage{}", spec.stage) / format!("block{}", spec.index);
         net = net.add(bottleneck(&block_path, spec, cfg.cardinality as i64));
@@ -59,31 +56,35 @@ pub fn resnext(path: &nn::Path, cfg: &ModelConfig) -> nn::SequentialT {
 /// count changes), then ReLU.
 fn bottleneck(path: &nn::Path, spec: BlockSpec, cardinality: i64) -> impl ModuleT {
     let BlockSpec { in_channels, width: f, stride, .. } = spec;
-    let shortcut = (in_channels != 2 * f).then(|| {
-        nn::seq_t().add(conv(path / "shortcut_conv", in_channels, 2 * f, 1, stride, 1)).add(batch_norm(path / "shortcut_bn", 2 * f))
-    });
+    let shortcut = (in_channels != 2 * f).then(|| conv_bn(path, "shortcut_conv", "shortcut_bn", in_channels, 2 * f, 1, stride, 1));
     let residual = nn::seq_t()
-        .add(conv(path / "conv1", in_channels, f, 1, 1, 1))
-        .add(batch_norm(path / "bn1", f))
-        .add_fn(|x| x.relu())
-        .add(conv(path / "conv2", f, f, 3, stride, cardinality))
-        .add(batch_norm(path / "bn2", f))
-        .add_fn(|x| x.relu())
-        .add(conv(path / "conv3", f, 2 * f, 1, 1, 1))
-        .add(batch_norm(path / "bn3", 2 * f));
+        .add(conv_bn(path, "conv1", "bn1", in_channels, f, 1, 1, 1))
+        .add_fn(relu_in_place)
+        .add(conv_bn(path, "conv2", "bn2", f, f, 3, stride, cardinality))
+        .add_fn(relu_in_place)
+        .add(conv_bn(path, "conv3", "bn3", f, 2 * f, 1, 1, 1));
     nn::func_t(move |x, train| {
         let skip = match &shortcut {
             Some(projection) => projection.forward_t(x, train),
             None => x.shallow_clone(),
         };
-        (residual.forward_t(x, train) + skip).relu()
+        relu_in_place(&(residual.forward_t(x, train) + skip))
     })
 }
+
+/// ReLU overwriting its input: every ReLU here follows a BatchNorm, a folded convolution or an
+/// addition, none of which needs its output for the backward pass, so this saves a buffer and
+/// a pass over the activations.
+fn relu_in_place(x: &Tensor) -> Tensor {
+    x.shallow_clone().relu_()
+}
+
+pub const BN_EPSILON: f64 = 1e-3;
 
 /// Keras `BatchNormalization()`: momentum 0.99 (torch 0.01), epsilon 1e-3, gamma 1, beta 0.
 pub fn batch_norm(path: nn::Path, channels: i64) -> nn::BatchNorm {
     let config = nn::BatchNormConfig {
-        eps: 1e-3,
+        eps: BN_EPSILON,
         momentum: 0.01,
         ws_init: nn::Init::Const(1.0),
         bs_init: nn::Init::Const(0.0),
@@ -93,19 +94,67 @@ pub fn batch_norm(path: nn::Path, channels: i64) -> nn::BatchNorm {
 }
 
 /// A bias-free convolution with TensorFlow 'same' padding and he_normal weights.
-pub fn conv(path: nn::Path, c_in: i64, c_out: i64, k: i64, stride: i64, groups: i64) -> impl nn::Module {
+#[derive(Debug)]
+pub struct Conv {
+    pub weight: Tensor,
+    kernel: i64,
+    stride: i64,
+    groups: i64,
+}
+
+pub fn conv(path: nn::Path, c_in: i64, c_out: i64, k: i64, stride: i64, groups: i64) -> Conv {
     let weight = path.var("weight", &[c_out, c_in / groups, k, k], nn::Init::Const(0.0));
     he_normal_(&weight, (k * k * c_in / groups) as f64);
-    nn::func(move |x| {
+    Conv { weight, kernel: k, stride, groups }
+}
+
+impl Conv {
+    /// The convolution with the given weight (this layer's, or a folded one) and bias.
+    fn apply(&self, x: &Tensor, weight: &Tensor, bias: Option<&Tensor>) -> Tensor {
         let size = x.size();
+        let (k, stride) = (self.kernel, self.stride);
         let (top, bottom) = tf_same_padding(size[2], k, stride);
         let (left, right) = tf_same_padding(size[3], k, stride);
         if top == bottom && left == right {
-            x.conv2d(&weight, None::<Tensor>, [stride, stride], [top, left], [1, 1], groups)
+            x.conv2d(weight, bias, [stride, stride], [top, left], [1, 1], self.groups)
         } else {
-            x.constant_pad_nd([left, right, top, bottom]).conv2d(&weight, None::<Tensor>, [stride, stride], [0, 0], [1, 1], groups)
+            x.constant_pad_nd([left, right, top, bottom]).conv2d(weight, bias, [stride, stride], [0, 0], [1, 1], self.groups)
         }
-    })
+    }
+}
+
+impl nn::Module for Conv {
+    fn forward(&self, x: &Tensor) -> Tensor {
+        self.apply(x, &self.weight, None)
+    }
+}
+
+/// A convolution followed by BatchNorm. In training the BatchNorm uses batch statistics and
+/// updates its moving averages. In inference it is folded into the convolution: weights
+/// scaled by gamma / sqrt(var + eps) and a bias beta - mean * gamma / sqrt(var + eps), the
+/// same function with one pass over the activations instead of two.
+#[derive(Debug)]
+pub struct ConvBn {
+    conv: Conv,
+    bn: nn::BatchNorm,
+}
+
+#[allow(clippy::too_many_arguments)]
+fn conv_bn(path: &nn::Path, conv_name: &str, bn_name: &str, c_in: i64, c_out: i64, k: i64, stride: i64, groups: i64) -> ConvBn {
+    ConvBn { conv: conv(path / conv_name, c_in, c_out, k, stride, groups), bn: batch_norm(path / bn_name, c_out) }
+}
+
+impl ModuleT for ConvBn {
+    fn forward_t(&self, x: &Tensor, train: bool) -> Tensor {
+        if train {
+            return self.bn.forward_t(&nn::Module::forward(&self.conv, x), true);
+        }
+        let (gamma, beta) = (self.bn.ws.as_ref().expect("affine BN"), self.bn.bs.as_ref().expect("affine BN"));
+        let scale = gamma / (&self.bn.running_var + BN_EPSILON).sqrt();
+        let weight = &self.conv.weight * scale.view([-1, 1, 1, 1]);
+        let bias = beta - &self.bn.running_mean * &scale;
+        self.conv.apply(x, &weight, Some(&bias))
+    }
 }
 
 /// Keras `Dense(units, use_bias=False, kernel_initializer='he_normal')`.
@@ -294,6 +343,25 @@ mod tests {
         let logits = net.forward_t(&Tensor::randn([3, 3, 32, 32], (Kind::Float, Device::Cpu)), true);
         assert_eq!(logits.size(), vec![3, 10]);
         assert!(bool::try_from(logits.isfinite().all()).unwrap());
+    }
+
+    #[test]
+    fn folded_inference_equals_conv_then_batch_norm() {
+        tch::manual_seed(2);
+        let vs = nn::VarStore::new(Device::Cpu);
+        let layer = conv_bn(&vs.root(), "conv", "bn", 6, 8, 3, 2, 2);
+        let x = Tensor::randn([4, 6, 10, 10], (Kind::Float, Device::Cpu));
+        for _ in 0..50 {
+            let _ = layer.forward_t(&(&x * 3.0 + 1.0), true); // move the moving averages away from 0 and 1
+        }
+        tch::no_grad(|| {
+            let _ = layer.bn.ws.as_ref().unwrap().shallow_clone().uniform_(0.5, 1.5);
+            let _ = layer.bn.bs.as_ref().unwrap().shallow_clone().uniform_(-1.0, 1.0);
+        });
+        let folded = layer.forward_t(&x, false);
+        let unfolded = layer.bn.forward_t(&nn::Module::forward(&layer.conv, &x), false);
+        let diff = f64::try_from((folded - unfolded).abs().max()).unwrap();
+        assert!(diff < 1e-4, "max diff {diff}");
     }
 
     #[test]
