@@ -4,7 +4,8 @@ use crate::config::Experiment;
 use crate::data::{self, Cifar10, Split};
 use crate::optim::Sgd;
 use crate::runtime;
-use crate::train::{self, EpochPlan, Network};
+use crate::network::{self, Network};
+use crate::train::{self, EpochPlan};
 use anyhow::Result;
 use std::path::PathBuf;
 use std::time::Instant;
@@ -56,7 +57,7 @@ pub fn run(args: &BenchArgs) -> Result<String> {
     let device = runtime::parse_device(&args.device)?;
     runtime::check_amp(args.amp, device)?;
     let batch = args.batch.unwrap_or(match args.mode {
-        Mode::Eval => train::eval_batch_size(device),
+        Mode::Eval => network::eval_batch_size(device),
         _ => experiment.batch_size,
     });
     let (steps, warmup) = (args.steps as usize, args.warmup as usize);

@@ -21,7 +21,10 @@ pub struct Checkpoint {
     pub state: serde_json::Value,
 }
 
-fn to_bytes(tensor: &Tensor) -> Result<(Dtype, Vec<usize>, Vec<u8>)> {
+/// A tensor as safetensors stores it: dtype, shape, little-endian bytes.
+type RawTensor = (Dtype, Vec<usize>, Vec<u8>);
+
+fn to_bytes(tensor: &Tensor) -> Result<RawTensor> {
     let tensor = tensor.to_device(tch::Device::Cpu).to_kind(Kind::Float).contiguous();
     let numel = tensor.numel();
     let mut bytes = vec![0u8; numel * 4];
@@ -33,7 +36,7 @@ impl Checkpoint {
     pub fn save(&self, path: &Path) -> Result<()> {
         let mut names: Vec<&String> = self.tensors.keys().collect();
         names.sort();
-        let owned: Vec<(String, (Dtype, Vec<usize>, Vec<u8>))> =
+        let owned: Vec<(String, RawTensor)> =
             names.into_iter().map(|name| Ok((name.clone(), to_bytes(&self.tensors[name])?))).collect::<Result<_>>()?;
         let views: Vec<(String, TensorView)> = owned
             .iter()

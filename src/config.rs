@@ -114,7 +114,7 @@ impl Experiment {
         let m = &self.model;
         ensure!(m.name == "resnext", "field `model.name`: unknown model {:?} (known: \"resnext\")", m.name);
         ensure!(
-            m.depth >= 11 && (m.depth - 2) % 9 == 0,
+            m.depth >= 11 && (m.depth - 2).is_multiple_of(9),
             "field `model.depth` must be 9n+2 with n >= 1 (e.g. 29), got {}",
             m.depth
         );

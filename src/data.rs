@@ -103,7 +103,7 @@ fn read_split(paths: &[PathBuf]) -> Result<Split> {
 /// naming the record.
 pub fn parse_records(bytes: &[u8], images: &mut Vec<u8>, labels: &mut Vec<u8>) -> Result<()> {
     ensure!(
-        bytes.len() % RECORD_BYTES == 0,
+        bytes.len().is_multiple_of(RECORD_BYTES),
         "{} bytes is not a whole number of 3,073-byte records",
         bytes.len()
     );

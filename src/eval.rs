@@ -2,7 +2,7 @@
 use crate::data::{self, Cifar10};
 use crate::optim;
 use crate::plot;
-use crate::train::{self, Network, Which};
+use crate::network::{self, Network, Which};
 use anyhow::Result;
 use serde::Serialize;
 use std::path::{Path, PathBuf};
@@ -35,7 +35,7 @@ pub fn run(args: &EvalArgs) -> Result<Report> {
     let (experiment, network) = Network::from_run(&args.run, args.which, args.device)?;
     let data_dir = data::resolve_dir(args.data_dir.as_deref());
     let test = Cifar10::load(&data_dir)?.test.first(args.limit.unwrap_or(usize::MAX)).to_device(args.device);
-    let (ce_loss, accuracy, predictions) = train::evaluate(&network, &test, train::eval_batch_size(args.device));
+    let (ce_loss, accuracy, predictions) = network::evaluate(&network, &test, network::eval_batch_size(args.device));
     let variables = network.vs.variables();
     let kernels = variables.iter().filter(|(name, _)| optim::is_kernel(name)).map(|(_, w)| w);
     let penalty = f64::try_from(optim::l2_penalty(kernels, experiment.optimizer.l2))?;

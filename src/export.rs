@@ -1,7 +1,7 @@
 //! `resnext export`: a TorchScript file for Python (`torch.jit.load`) plus a JSON file with
 //! what a user needs to feed it raw images: the normalisation constants and class names.
 use crate::data;
-use crate::train::{Network, Which};
+use crate::network::{Network, Which};
 use anyhow::{Context, Result};
 use std::path::{Path, PathBuf};
 use tch::{CModule, Device, Kind, Tensor};

@@ -1,7 +1,7 @@
 //! `resnext`: command-line entry point. Parses arguments and dispatches, nothing more.
 use anyhow::Result;
 use clap::{Parser, Subcommand};
-use resnext::train::Which;
+use resnext::network::Which;
 use resnext::{bench, config, data, eval, export, model, plot, predict, runtime, train};
 use std::path::PathBuf;
 

@@ -83,6 +83,9 @@ pub fn plot(paths: &[PathBuf], comparisons_file: &Path, out: &Path) -> Result<Ve
     Ok(written)
 }
 
+/// One panel of a figure: caption, y-axis label, and the value drawn.
+type Panel = (&'static str, &'static str, fn(&EpochRow) -> f64);
+
 /// Training accuracy, training loss, test accuracy and test loss in a 2x2 figure, plus the
 /// learning rate (log scale) when any run uses a plateau rule.
 pub fn draw_comparison(name: &str, title: &str, runs: &[RunCurves], out: &Path) -> Result<Vec<PathBuf>> {
@@ -93,7 +96,7 @@ pub fn draw_comparison(name: &str, title: &str, runs: &[RunCurves], out: &Path) 
         root.fill(&WHITE).map_err(draw_error)?;
         let root = root.titled(title, (FONT, 34)).map_err(draw_error)?;
         let panels = root.split_evenly((2, 2));
-        let series: [(&str, &str, fn(&EpochRow) -> f64); 4] = [
+        let series: [Panel; 4] = [
             ("Training accuracy", "accuracy", |r| r.accuracy),
             ("Training loss (incl. L2)", "loss", |r| r.loss),
             ("Test accuracy", "val_accuracy", |r| r.val_accuracy),

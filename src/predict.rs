@@ -1,6 +1,6 @@
 //! `resnext predict`: the top-3 classes of any PNG or JPEG, resized to 32x32 when needed.
 use crate::data;
-use crate::train::{Network, Which};
+use crate::network::{Network, Which};
 use anyhow::{Context, Result};
 use std::path::Path;
 use tch::nn::ModuleT;

@@ -6,13 +6,14 @@
 //! append the epoch's row to metrics.csv. Because an epoch's randomness depends only on the
 //! seed and the epoch number, a resumed run continues exactly as an uninterrupted one.
 use crate::augment::{self, Transforms};
-use crate::checkpoint::{self, Checkpoint};
+use crate::checkpoint::Checkpoint;
 use crate::config::Experiment;
 use crate::data::{self, Cifar10, Split};
 use crate::metrics::{self, EpochRow};
-use crate::model;
+use crate::network::{evaluate, eval_batch_size, Network};
 use crate::optim::Sgd;
 use crate::progress::EpochProgress;
+use crate::run_dir::{write_file, RunDir, RunSettings};
 use crate::runtime;
 use crate::schedule::LrRule;
 use anyhow::{bail, ensure, Context, Result};
@@ -63,14 +64,6 @@ pub struct TrainArgs {
     pub amp: bool,
 }
 
-/// How the data and device were chosen; saved as `run.json` next to `config.json`.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct RunSettings {
-    pub train_limit: Option<usize>,
-    pub test_limit: Option<usize>,
-    pub amp: bool,
-}
-
 /// What the loop remembers between steps; saved in every checkpoint.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct TrainState {
@@ -110,84 +103,6 @@ fn install_stop_handler() {
         }
         eprintln!("\ninterrupt: stopping after this step and writing a checkpoint (Ctrl-C again to quit at once)");
     });
-}
-
-/// Files of a run folder.
-pub struct RunDir(pub PathBuf);
-
-impl RunDir {
-    pub fn config(&self) -> PathBuf {
-        self.0.join("config.json")
-    }
-    pub fn settings(&self) -> PathBuf {
-        self.0.join("run.json")
-    }
-    pub fn metrics(&self) -> PathBuf {
-        self.0.join(metrics::FILE)
-    }
-    pub fn last(&self) -> PathBuf {
-        self.0.join(checkpoint::LAST)
-    }
-    pub fn best(&self) -> PathBuf {
-        self.0.join(checkpoint::BEST)
-    }
-    pub fn holds_run(&self) -> bool {
-        self.metrics().exists() || self.last().exists() || self.config().exists()
-    }
-    pub fn load_experiment(&self) -> Result<Experiment> {
-        Experiment::load(&self.config().to_string_lossy(), &[])
-    }
-    pub fn load_settings(&self) -> Result<RunSettings> {
-        let text = std::fs::read_to_string(self.settings()).with_context(|| format!("cannot read {}", self.settings().display()))?;
-        serde_json::from_str(&text).with_context(|| format!("{} is malformed", self.settings().display()))
-    }
-}
-
-/// A built network with its variables.
-#[derive(Debug)]
-pub struct Network {
-    pub vs: nn::VarStore,
-    pub net: nn::SequentialT,
-    /// Whether weights and inputs use the channels-last (NHWC) memory format.
-    pub channels_last: bool,
-}
-
-impl Network {
-    /// Builds the model of `experiment` on `device`, weights drawn from `seed`.
-    ///
-    /// On CPU the weights are stored channels-last: oneDNN's grouped and 1x1 convolutions
-    /// are several times faster in that format than in the default one (see README,
-    /// Performance). The values, names and checkpoints are the same either way.
-    pub fn new(experiment: &Experiment, device: Device, seed: u64) -> Network {
-        tch::manual_seed(seed as i64);
-        let vs = nn::VarStore::new(device);
-        let net = model::resnext(&vs.root(), &experiment.model);
-        let channels_last = device == Device::Cpu;
-        if channels_last {
-            for (_, mut var) in vs.variables() {
-                if var.dim() == 4 {
-                    tch::no_grad(|| var.set_data(&to_channels_last(&var)));
-                }
-            }
-        }
-        Network { vs, net, channels_last }
-    }
-}
-
-/// The same values with NHWC strides (tch 0.24 has no memory-format API; convolutions keep
-/// the strides they are given).
-pub fn to_channels_last(x: &Tensor) -> Tensor {
-    x.permute([0, 2, 3, 1]).contiguous().permute([0, 3, 1, 2])
-}
-
-impl ModuleT for Network {
-    fn forward_t(&self, xs: &Tensor, train: bool) -> Tensor {
-        if self.channels_last {
-            self.net.forward_t(&to_channels_last(xs), train)
-        } else {
-            self.net.forward_t(xs, train)
-        }
-    }
 }
 
 /// One SGD step on a batch of normalised images: forward (optionally under bf16 autocast),
@@ -307,12 +222,6 @@ fn record_run(args: &TrainArgs, experiment: &Experiment, settings: &RunSettings,
     write_file(&log, &commands)
 }
 
-fn write_file(path: &Path, text: &str) -> Result<()> {
-    let tmp = path.with_extension("tmp");
-    std::fs::write(&tmp, text).with_context(|| format!("cannot write {}", tmp.display()))?;
-    std::fs::rename(&tmp, path).with_context(|| format!("cannot write {}", path.display()))
-}
-
 fn restore(path: &Path, vs: &nn::VarStore, sgd: &mut Sgd) -> Result<TrainState> {
     let checkpoint = Checkpoint::load(path)?;
     checkpoint.restore_model(vs, path)?;
@@ -371,36 +280,6 @@ impl EpochPlan {
             None => images,
         };
         (images, split.labels.index_select(0, &index))
-    }
-}
-
-/// Mean cross-entropy and accuracy of `net` on `split`, in inference mode.
-pub fn evaluate(net: &impl ModuleT, split: &Split, batch_size: usize) -> (f64, f64, Tensor) {
-    tch::no_grad(|| {
-        let mut ce_sum = Tensor::zeros([], (Kind::Double, split.images.device()));
-        let mut predictions = Vec::new();
-        let n = split.len() as i64;
-        for start in (0..n).step_by(batch_size) {
-            let size = (batch_size as i64).min(n - start);
-            let images = data::normalize(&split.images.narrow(0, start, size));
-            let logits = net.forward_t(&images, false);
-            let labels = split.labels.narrow(0, start, size);
-            ce_sum += logits.cross_entropy_loss::<Tensor>(&labels, None, tch::Reduction::Sum, -100, 0.0).to_kind(Kind::Double);
-            predictions.push(logits.argmax(-1, false));
-        }
-        let predictions = Tensor::cat(&predictions, 0);
-        let correct = predictions.eq_tensor(&split.labels).sum(Kind::Double);
-        (f64::try_from(ce_sum).unwrap() / n as f64, f64::try_from(correct).unwrap() / n as f64, predictions)
-    })
-}
-
-/// Evaluation batch: large enough to keep a GPU busy; on a CPU, 64 measured fastest (its
-/// activations stay in cache; see README, Performance).
-pub fn eval_batch_size(device: Device) -> usize {
-    if device.is_cuda() {
-        1000
-    } else {
-        64
     }
 }
 
@@ -539,28 +418,3 @@ impl Trainer<'_> {
     }
 }
 
-/// Which checkpoint of a run to use for inference.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
-pub enum Which {
-    /// The epoch with the highest val_accuracy.
-    Best,
-    /// The latest checkpoint.
-    Last,
-}
-
-impl Network {
-    /// Rebuilds a run's network from its `config.json` and loads its best or last weights.
-    pub fn from_run(run: &Path, which: Which, device: Device) -> Result<(Experiment, Network)> {
-        let run_dir = RunDir(run.to_path_buf());
-        ensure!(run_dir.config().is_file(), "{} is not a run folder: it has no config.json", run.display());
-        let experiment = run_dir.load_experiment()?;
-        let path = match which {
-            Which::Best => run_dir.best(),
-            Which::Last => run_dir.last(),
-        };
-        ensure!(path.is_file(), "{} has no {} yet: train at least one epoch first", run.display(), path.display());
-        let network = Network::new(&experiment, device, experiment.seed);
-        Checkpoint::load(&path)?.restore_model(&network.vs, &path)?;
-        Ok((experiment, network))
-    }
-}

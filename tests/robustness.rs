@@ -48,7 +48,9 @@ fn bad_data_files_are_named_and_change_nothing() {
     let real = std::fs::read(data_dir().join("data_batch_3.bin")).unwrap();
     let mut bad_label = std::fs::read(data_dir().join("data_batch_2.bin")).unwrap();
     bad_label[5 * 3073] = 11;
-    let cases: Vec<(&str, Option<Vec<u8>>, Vec<&str>)> = vec![
+    // (file replaced, its new bytes or None for missing, what the error must name)
+    type Case<'a> = (&'a str, Option<Vec<u8>>, Vec<&'a str>);
+    let cases: Vec<Case> = vec![
         ("data_batch_3.bin", None, vec!["data_batch_3.bin"]),
         ("data_batch_3.bin", Some(real[..1000].to_vec()), vec!["data_batch_3.bin", "1000 bytes"]),
         ("data_batch_3.bin", Some([real.clone(), vec![0; 10]].concat()), vec!["data_batch_3.bin", "30730010 bytes"]),
