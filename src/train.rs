@@ -283,6 +283,48 @@ impl EpochPlan {
     }
 }
 
+/// Per-step sums (loss with L2, cross-entropy, correct predictions, each times the batch
+/// size), kept on the device: reading them is a host sync, done only every few steps.
+struct StepLog {
+    loss: Tensor,
+    ce: Tensor,
+    correct: Tensor,
+}
+
+impl StepLog {
+    fn new(steps: usize, device: Device) -> Self {
+        let zeros = || Tensor::zeros([steps as i64], (Kind::Double, device));
+        StepLog { loss: zeros(), ce: zeros(), correct: zeros() }
+    }
+
+    fn record(&self, step: usize, ce: &Tensor, penalty: &Tensor, logits: &Tensor, labels: &Tensor) {
+        let batch = labels.size()[0] as f64;
+        let step = step as i64;
+        tch::no_grad(|| {
+            let ce = ce.to_kind(Kind::Double) * batch;
+            self.loss.get(step).copy_(&(&ce + penalty.to_kind(Kind::Double) * batch));
+            self.ce.get(step).copy_(&ce);
+            self.correct.get(step).copy_(&logits.argmax(-1, false).eq_tensor(labels).sum(Kind::Double));
+        });
+    }
+
+    /// The first step in `from..to` whose loss is NaN or infinite.
+    fn first_non_finite(&self, from: usize, to: usize) -> Option<usize> {
+        let finite = self.loss.narrow(0, from as i64, (to - from) as i64).isfinite();
+        if bool::try_from(finite.all()).unwrap_or(false) {
+            return None;
+        }
+        let finite = Vec::<bool>::try_from(finite).unwrap_or_default();
+        Some(from + finite.iter().position(|ok| !ok).unwrap_or(0))
+    }
+
+    /// (loss, cross-entropy, correct) summed over steps `from..to`.
+    fn sums(&self, from: usize, to: usize) -> (f64, f64, f64) {
+        let span = |t: &Tensor| f64::try_from(t.narrow(0, from as i64, (to - from) as i64).sum(Kind::Double)).unwrap_or(f64::NAN);
+        (span(&self.loss), span(&self.ce), span(&self.correct))
+    }
+}
+
 struct Trainer<'a> {
     experiment: &'a Experiment,
     network: &'a Network,
@@ -293,85 +335,50 @@ struct Trainer<'a> {
 }
 
 impl Trainer<'_> {
+    /// Trains one epoch (or its rest, after a mid-epoch resume), evaluates and checkpoints.
     fn train_epoch(&self, state: &mut TrainState, sgd: &mut Sgd, run_dir: &RunDir) -> Result<Outcome> {
         let epoch = state.epoch;
         let lr = state.lr_rule.lr_for_epoch(epoch);
         let plan = EpochPlan::new(self.experiment, epoch, self.train.len(), self.device);
         let progress = EpochProgress::new(format!("epoch {}/{}", epoch + 1, self.experiment.epochs), plan.steps, state.step);
-        // Per-step sums stay on the device; reading them forces a host sync, so on a GPU we
-        // do that only every few steps (and check for NaN then).
+        let log = StepLog::new(plan.steps, self.device);
+        // On a GPU, read the losses back (and check them) only every 50 steps.
         let sync_every = if self.device.is_cuda() { 50 } else { 1 };
-        let step_loss = Tensor::zeros([plan.steps as i64], (Kind::Double, self.device));
-        let step_ce = step_loss.zeros_like();
-        let step_correct = step_loss.zeros_like();
         let mut checked = state.step;
         let started = Instant::now();
         for step in state.step..plan.steps {
             let (images, labels) = plan.batch(step, self.train);
-            let batch = labels.size()[0] as f64;
             let penalty = sgd.l2_penalty();
             let (ce, logits) = train_step(self.network, sgd, &images, &labels, lr, self.amp);
-            tch::no_grad(|| {
-                let ce = ce.to_kind(Kind::Double) * batch;
-                step_loss.get(step as i64).copy_(&(&ce + penalty.to_kind(Kind::Double) * batch));
-                step_ce.get(step as i64).copy_(&ce);
-                step_correct.get(step as i64).copy_(&logits.argmax(-1, false).eq_tensor(&labels).sum(Kind::Double));
-            });
+            log.record(step, &ce, &penalty, &logits, &labels);
             let done = step + 1;
-            if done % sync_every == 0 || done == plan.steps {
-                self.check_finite(&step_loss, checked, done, epoch, &run_dir.last())?;
+            let stop = STOP_REQUESTED.load(Ordering::SeqCst) && done < plan.steps;
+            if done % sync_every == 0 || done == plan.steps || stop {
+                if let Some(bad) = log.first_non_finite(checked, done) {
+                    bail!(
+                        "training diverged: the loss is not finite at epoch {epoch} step {bad} (lr too high?); the last good checkpoint {} is kept",
+                        run_dir.last().display()
+                    );
+                }
                 checked = done;
-                let sums = self.sums(state, &step_loss, &step_ce, &step_correct, done, started);
+                let sums = self.sums(state, &log, done, started);
                 let speed = (sums.seen - state.partial.seen) as f64 / started.elapsed().as_secs_f64().max(1e-9);
                 let seen = sums.seen as f64;
                 progress.update(done, &format!("loss {:.4} acc {:.4} {speed:.0} img/s", sums.loss / seen, sums.correct / seen));
             }
-            if STOP_REQUESTED.load(Ordering::SeqCst) && done < plan.steps {
-                self.check_finite(&step_loss, checked, done, epoch, &run_dir.last())?;
-                let sums = self.sums(state, &step_loss, &step_ce, &step_correct, done, started);
+            if stop {
+                state.partial = self.sums(state, &log, done, started);
                 state.step = done;
-                state.partial = sums;
                 save(&run_dir.last(), state, &self.network.vs, sgd)?;
                 progress.finish(&format!("interrupted at epoch {epoch} step {done}: checkpoint {} written; continue with --resume", run_dir.last().display()));
                 return Ok(Outcome::Interrupted);
             }
         }
-        let sums = self.sums(state, &step_loss, &step_ce, &step_correct, plan.steps, started);
-
-        let (val_ce, val_accuracy, _) = evaluate(self.network, self.test, eval_batch_size(self.device));
-        let val_penalty = f64::try_from(sgd.l2_penalty()).unwrap();
-        let n = sums.seen as f64;
-        let row = EpochRow {
-            epoch,
-            loss: sums.loss / n,
-            accuracy: sums.correct / n,
-            val_loss: val_ce + val_penalty,
-            val_accuracy,
-            lr,
-            ce_loss: sums.ce / n,
-            val_ce_loss: val_ce,
-            epoch_seconds: state.partial.seconds + started.elapsed().as_secs_f64(),
-            images_per_second: n / sums.seconds,
-        };
+        let sums = self.sums(state, &log, plan.steps, started);
+        let row = self.evaluate_epoch(state, sgd, &sums, lr, started);
         ensure!(row.val_loss.is_finite(), "epoch {epoch}: validation loss is {}; the last good checkpoint {} is kept", row.val_loss, run_dir.last().display());
         let lr_changed = state.lr_rule.on_epoch_end(row.val_loss);
-        let is_best = state.best_val_accuracy.is_none_or(|best| row.val_accuracy > best);
-        state.history.push(row.clone());
-        state.epoch += 1;
-        state.step = 0;
-        state.partial = EpochSums::default();
-        if is_best {
-            state.best_val_accuracy = Some(row.val_accuracy);
-        }
-        // Best weights, then the checkpoint, then the CSV row. On resume the CSV is rebuilt
-        // from the checkpoint's history, so a crash between any two of these loses nothing
-        // (a redone epoch reproduces the same weights).
-        if is_best {
-            let best_state = serde_json::json!({"epoch": epoch, "val_accuracy": row.val_accuracy, "experiment": self.experiment.name});
-            Checkpoint { tensors: Checkpoint::model_tensors(&self.network.vs), state: best_state }.save(&run_dir.best())?;
-        }
-        save(&run_dir.last(), state, &self.network.vs, sgd)?;
-        metrics::append(&run_dir.metrics(), &row)?;
+        self.record_epoch(state, sgd, run_dir, &row)?;
         progress.finish(&format!(
             "epoch {}/{}: loss {:.4} accuracy {:.4} val_loss {:.4} val_accuracy {:.4} lr {:.3e}{} ({:.1}s, {:.0} img/s)",
             epoch + 1,
@@ -388,33 +395,55 @@ impl Trainer<'_> {
         Ok(Outcome::Finished)
     }
 
-    /// Stops the run if a loss in steps `from..to` is NaN or infinite, naming the first one.
-    fn check_finite(&self, step_loss: &Tensor, from: usize, to: usize, epoch: usize, last: &Path) -> Result<()> {
-        let window = step_loss.narrow(0, from as i64, (to - from) as i64);
-        if bool::try_from(window.isfinite().all()).unwrap_or(false) {
-            return Ok(());
+    /// The epoch's CSV row: training sums plus a pass over the test set. Keras's `val_loss`
+    /// is the test cross-entropy plus the L2 penalty at the epoch's end.
+    fn evaluate_epoch(&self, state: &TrainState, sgd: &Sgd, sums: &EpochSums, lr: f64, started: Instant) -> EpochRow {
+        let (val_ce, val_accuracy, _) = evaluate(self.network, self.test, eval_batch_size(self.device));
+        let val_penalty = f64::try_from(sgd.l2_penalty()).unwrap_or(f64::NAN);
+        let n = sums.seen as f64;
+        EpochRow {
+            epoch: state.epoch,
+            loss: sums.loss / n,
+            accuracy: sums.correct / n,
+            val_loss: val_ce + val_penalty,
+            val_accuracy,
+            lr,
+            ce_loss: sums.ce / n,
+            val_ce_loss: val_ce,
+            epoch_seconds: state.partial.seconds + started.elapsed().as_secs_f64(),
+            images_per_second: n / sums.seconds,
         }
-        let finite = Vec::<bool>::try_from(window.isfinite()).unwrap_or_default();
-        let bad = from + finite.iter().position(|ok| !ok).unwrap_or(0);
-        bail!(
-            "training diverged: the loss is not finite at epoch {epoch} step {bad} (lr too high?); the last good checkpoint {} is kept",
-            last.display()
-        )
+    }
+
+    /// Moves the state to the next epoch and writes best weights, then the checkpoint, then
+    /// the CSV row. On resume the CSV is rebuilt from the checkpoint's history, so a crash
+    /// between any two of these loses nothing (a redone epoch reproduces the same weights).
+    fn record_epoch(&self, state: &mut TrainState, sgd: &Sgd, run_dir: &RunDir, row: &EpochRow) -> Result<()> {
+        let is_best = state.best_val_accuracy.is_none_or(|best| row.val_accuracy > best);
+        state.history.push(row.clone());
+        state.epoch += 1;
+        state.step = 0;
+        state.partial = EpochSums::default();
+        if is_best {
+            state.best_val_accuracy = Some(row.val_accuracy);
+            let best_state = serde_json::json!({"epoch": row.epoch, "val_accuracy": row.val_accuracy, "experiment": self.experiment.name});
+            Checkpoint { tensors: Checkpoint::model_tensors(&self.network.vs), state: best_state }.save(&run_dir.best())?;
+        }
+        save(&run_dir.last(), state, &self.network.vs, sgd)?;
+        metrics::append(&run_dir.metrics(), row)
     }
 
     /// Sums of the steps done so far in this epoch, including those before a resume.
-    fn sums(&self, state: &TrainState, loss: &Tensor, ce: &Tensor, correct: &Tensor, done: usize, started: Instant) -> EpochSums {
-        let from = state.step as i64;
-        let span = |t: &Tensor| f64::try_from(t.narrow(0, from, done as i64 - from).sum(Kind::Double)).unwrap();
+    fn sums(&self, state: &TrainState, log: &StepLog, done: usize, started: Instant) -> EpochSums {
+        let (loss, ce, correct) = log.sums(state.step, done);
         let images_until = |step: usize| self.train.len().min(step * self.experiment.batch_size);
         let p = &state.partial;
         EpochSums {
-            loss: p.loss + span(loss),
-            ce: p.ce + span(ce),
-            correct: p.correct + span(correct),
+            loss: p.loss + loss,
+            ce: p.ce + ce,
+            correct: p.correct + correct,
             seen: p.seen + images_until(done) - images_until(state.step),
             seconds: p.seconds + started.elapsed().as_secs_f64(),
         }
     }
 }
-
