@@ -131,10 +131,16 @@ pub fn class_names(dir: &Path) -> Vec<String> {
 
 /// u8 `[B, 3, H, W]` -> f32 `(x - mean) / std` per channel, on the images' device.
 pub fn normalize(images: &Tensor) -> Tensor {
-    let device = images.device();
-    let mean = Tensor::from_slice(&MEAN).to_kind(Kind::Float).view([1, 3, 1, 1]).to_device(device);
-    let std = Tensor::from_slice(&STD).to_kind(Kind::Float).view([1, 3, 1, 1]).to_device(device);
-    (images.to_kind(Kind::Float) - mean) / std
+    // The constants are written with `fill_` on the device: a copy from host memory would
+    // make a GPU wait for all queued work at every batch.
+    let constant = |values: [f64; 3]| {
+        let t = Tensor::zeros([1, 3, 1, 1], (Kind::Float, images.device()));
+        for (c, v) in values.into_iter().enumerate() {
+            let _ = t.narrow(1, c as i64, 1).fill_(v);
+        }
+        t
+    };
+    (images.to_kind(Kind::Float) - constant(MEAN)) / constant(STD)
 }
 
 /// Fetches the official archive into `to`, checks its md5, and extracts the six batch files
