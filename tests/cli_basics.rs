@@ -1,0 +1,33 @@
+//! The first commands a user runs: `info` and `summary`, through the real binary.
+mod common;
+use common::*;
+
+#[test]
+fn info_reports_libtorch_and_cuda() {
+    let output = run(&["info"]);
+    assert!(output.status.success(), "{}", stderr(&output));
+    let text = stdout(&output);
+    assert!(text.contains("libtorch: 2.11.0"), "{text}");
+    let gpus_visible = std::process::Command::new("nvidia-smi").arg("-L").output().map(|o| o.status.success()).unwrap_or(false);
+    if !gpus_visible {
+        assert!(text.contains("CUDA available: false") && text.contains("GPU count: 0"), "{text}");
+    }
+    assert!(text.contains("CPU threads (intra-op): "), "{text}");
+    // The binary tunes malloc for itself (unless the user chose their own tunables).
+    if std::env::var_os("GLIBC_TUNABLES").is_none() {
+        assert!(text.contains("mmap_threshold"), "{text}");
+    }
+}
+
+#[test]
+fn summary_prints_the_keras_totals() {
+    let output = run(&["summary", "my_resnext"]);
+    assert!(output.status.success(), "{}", stderr(&output));
+    let text = stdout(&output);
+    for line in ["Total params: 5,671,872", "Trainable params: 5,646,656", "Non-trainable params: 25,216"] {
+        assert!(text.lines().any(|l| l == line), "missing {line:?} in\n{text}");
+    }
+    assert!(text.contains("stage2.block1.conv2") && text.contains("8 groups"), "{text}");
+    let wide = stdout(&run(&["summary", "resnext", "--set", "model.width=64"]));
+    assert!(wide.lines().any(|l| l == "Total params: 89,700,288"), "{wide}");
+}
