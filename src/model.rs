@@ -175,14 +175,15 @@ pub fn tf_same_padding(n: i64, k: i64, stride: i64) -> (i64, i64) {
 
 /// Keras he_normal: a normal cut at two standard deviations, scaled so that the realised
 /// standard deviation is sqrt(2 / fan_in). Drawn by inverting the normal CDF on the truncated
-/// range, from torch's generator (so `tch::manual_seed` makes it reproducible).
+/// range, from torch's CPU generator (so `tch::manual_seed` gives the same weights on every
+/// device).
 fn he_normal_(weight: &Tensor, fan_in: f64) {
     const TRUNCATED_STD: f64 = 0.879_625_661_034_239_8; // std of N(0,1) cut at +-2
     let (lo, hi) = (0.022_750_131_948_179_195, 0.977_249_868_051_820_8); // Phi(-2), Phi(2)
-    let u = Tensor::rand(weight.size(), (Kind::Double, weight.device())) * (hi - lo) + lo;
+    let u = Tensor::rand(weight.size(), (Kind::Double, tch::Device::Cpu)) * (hi - lo) + lo;
     let z = (u * 2.0 - 1.0).erfinv() * std::f64::consts::SQRT_2;
     let std = (2.0 / fan_in).sqrt() / TRUNCATED_STD;
-    tch::no_grad(|| weight.shallow_clone().copy_(&(z * std).to_kind(weight.kind())));
+    tch::no_grad(|| weight.shallow_clone().copy_(&(z * std).to_kind(weight.kind()).to_device(weight.device())));
 }
 
 /// One line of the Keras-style summary table.
