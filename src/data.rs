@@ -163,8 +163,16 @@ pub fn fetch_checked(url: &str, target: &Path, md5: &str) -> Result<()> {
     let partial = target.with_extension("part");
     let result = (|| {
         let response = ureq::get(url).call().with_context(|| format!("cannot download {url}"))?;
+        let length = response.header("Content-Length").and_then(|v| v.parse::<u64>().ok());
+        let bar = match length {
+            Some(n) if std::io::IsTerminal::is_terminal(&std::io::stderr()) => indicatif::ProgressBar::new(n).with_style(
+                indicatif::ProgressStyle::with_template("{bytes}/{total_bytes} [{bar:30}] {bytes_per_sec} ETA {eta}").expect("valid template"),
+            ),
+            _ => indicatif::ProgressBar::hidden(),
+        };
         let mut file = std::fs::File::create(&partial).with_context(|| format!("cannot create {}", partial.display()))?;
-        std::io::copy(&mut response.into_reader(), &mut file).with_context(|| format!("download of {url} broke off"))?;
+        std::io::copy(&mut bar.wrap_read(response.into_reader()), &mut file).with_context(|| format!("download of {url} broke off"))?;
+        bar.finish_and_clear();
         let got = md5_of(&partial)?;
         ensure!(got == md5, "{url}: md5 {got} does not match the expected {md5}; the partial file was deleted");
         Ok(())
