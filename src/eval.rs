@@ -35,13 +35,13 @@ pub fn run(args: &EvalArgs) -> Result<Report> {
     let (experiment, network) = Network::from_run(&args.run, args.which, args.device)?;
     let data_dir = data::resolve_dir(args.data_dir.as_deref());
     let test = Cifar10::load(&data_dir)?.test.first(args.limit.unwrap_or(usize::MAX)).to_device(args.device);
-    let (ce_loss, accuracy, predictions) = network::evaluate(&network, &test, network::eval_batch_size(args.device));
+    let (ce_loss, accuracy, logits) = network::evaluate(&network, &test, network::eval_batch_size(args.device));
     let variables = network.vs.variables();
     let kernels = variables.iter().filter(|(name, _)| optim::is_kernel(name)).map(|(_, w)| w);
     let penalty = f64::try_from(optim::l2_penalty(kernels, experiment.optimizer.l2))?;
 
     let labels = Vec::<i64>::try_from(test.labels.to_device(Device::Cpu))?;
-    let predicted = Vec::<i64>::try_from(predictions.to_device(Device::Cpu))?;
+    let predicted = Vec::<i64>::try_from(logits.argmax(-1, false).to_device(Device::Cpu))?;
     let mut confusion = [[0i64; 10]; 10];
     for (&truth, &guess) in labels.iter().zip(&predicted) {
         confusion[truth as usize][guess as usize] += 1;
@@ -52,7 +52,7 @@ pub fn run(args: &EvalArgs) -> Result<Report> {
         .enumerate()
         .map(|(i, name)| (name.clone(), confusion[i][i] as f64 / confusion[i].iter().sum::<i64>().max(1) as f64))
         .collect();
-    let checkpoint = format!("{:?}", args.which).to_lowercase();
+    let checkpoint = args.which.name().to_string();
     plot::confusion_matrix(
         &args.run.join("confusion_matrix.png"),
         &format!("{}: {checkpoint} checkpoint, test accuracy {:.2}%", experiment.name, 100.0 * accuracy),
@@ -60,7 +60,7 @@ pub fn run(args: &EvalArgs) -> Result<Report> {
         &classes,
     )?;
     if let Some(path) = &args.logits_json {
-        write_logits(path, &network, &test.images, &labels)?;
+        write_logits(path, &logits, &labels)?;
     }
     Ok(Report {
         run: args.run.display().to_string(),
@@ -74,8 +74,7 @@ pub fn run(args: &EvalArgs) -> Result<Report> {
     })
 }
 
-fn write_logits(path: &Path, network: &Network, images: &Tensor, labels: &[i64]) -> Result<()> {
-    let logits = tch::no_grad(|| tch::nn::ModuleT::forward_t(network, &data::normalize(images), false));
+fn write_logits(path: &Path, logits: &Tensor, labels: &[i64]) -> Result<()> {
     let rows: Vec<Vec<f32>> = Vec::<Vec<f32>>::try_from(logits.to_device(Device::Cpu).to_kind(Kind::Float))?;
     let json = serde_json::json!({"logits": rows, "labels": labels});
     std::fs::write(path, json.to_string()).map_err(|e| anyhow::anyhow!("cannot write {}: {e}", path.display()))

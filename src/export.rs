@@ -25,7 +25,7 @@ pub fn export(run: &Path, which: Which, out: &Path) -> Result<(PathBuf, PathBuf)
     let meta_path = PathBuf::from(format!("{}.json", out.display()));
     let meta = serde_json::json!({
         "experiment": experiment.name,
-        "checkpoint": format!("{which:?}").to_lowercase(),
+        "checkpoint": which.name(),
         "input": "float32 [N, 3, 32, 32], RGB, channel c = (pixel_0_255 - mean[c]) / std[c]",
         "output": "logits [N, 10]; softmax gives class probabilities",
         "mean": data::MEAN,

@@ -66,6 +66,15 @@ pub enum Which {
     Last,
 }
 
+impl Which {
+    pub fn name(self) -> &'static str {
+        match self {
+            Which::Best => "best",
+            Which::Last => "last",
+        }
+    }
+}
+
 impl Network {
     /// Rebuilds a run's network from its `config.json` and loads its best or last weights.
     pub fn from_run(run: &Path, which: Which, device: Device) -> Result<(Experiment, Network)> {
@@ -83,11 +92,11 @@ impl Network {
     }
 }
 
-/// Mean cross-entropy and accuracy of `net` on `split`, in inference mode.
+/// Mean cross-entropy, accuracy and the logits `[N, 10]` of `net` on `split`, in inference mode.
 pub fn evaluate(net: &impl ModuleT, split: &Split, batch_size: usize) -> (f64, f64, Tensor) {
     tch::no_grad(|| {
         let mut ce_sum = Tensor::zeros([], (Kind::Double, split.images.device()));
-        let mut predictions = Vec::new();
+        let mut logits_per_batch = Vec::new();
         let n = split.len() as i64;
         for start in (0..n).step_by(batch_size) {
             let size = (batch_size as i64).min(n - start);
@@ -95,11 +104,11 @@ pub fn evaluate(net: &impl ModuleT, split: &Split, batch_size: usize) -> (f64, f
             let logits = net.forward_t(&images, false);
             let labels = split.labels.narrow(0, start, size);
             ce_sum += logits.cross_entropy_loss::<Tensor>(&labels, None, tch::Reduction::Sum, -100, 0.0).to_kind(Kind::Double);
-            predictions.push(logits.argmax(-1, false));
+            logits_per_batch.push(logits);
         }
-        let predictions = Tensor::cat(&predictions, 0);
-        let correct = predictions.eq_tensor(&split.labels).sum(Kind::Double);
-        (f64::try_from(ce_sum).unwrap() / n as f64, f64::try_from(correct).unwrap() / n as f64, predictions)
+        let logits = Tensor::cat(&logits_per_batch, 0);
+        let correct = logits.argmax(-1, false).eq_tensor(&split.labels).sum(Kind::Double);
+        (f64::try_from(ce_sum).unwrap() / n as f64, f64::try_from(correct).unwrap() / n as f64, logits)
     })
 }
 

@@ -102,8 +102,9 @@ pub fn draw_comparison(name: &str, title: &str, runs: &[RunCurves], out: &Path) 
             ("Test accuracy", "val_accuracy", |r| r.val_accuracy),
             ("Test loss (incl. L2)", "val_loss", |r| r.val_loss),
         ];
+        let all: Vec<&RunCurves> = runs.iter().collect();
         for (panel, (caption, label, value)) in panels.iter().zip(series) {
-            line_chart(panel, caption, label, runs, value, false)?;
+            line_chart(panel, caption, label, &all, value, false)?;
         }
         root.present().map_err(draw_error)?;
     }
@@ -114,8 +115,7 @@ pub fn draw_comparison(name: &str, title: &str, runs: &[RunCurves], out: &Path) 
         {
             let root = BitMapBackend::new(&path, (1000, 600)).into_drawing_area();
             root.fill(&WHITE).map_err(draw_error)?;
-            let owned: Vec<RunCurves> = plateau.iter().map(|r| RunCurves { name: r.name.clone(), rows: r.rows.clone(), plateau: true }).collect();
-            line_chart(&root, &format!("Learning rate: {title}"), "lr", &owned, |r| r.lr, true)?;
+            line_chart(&root, &format!("Learning rate: {title}"), "lr", &plateau, |r| r.lr, true)?;
             root.present().map_err(draw_error)?;
         }
         written.push(path);
@@ -138,7 +138,7 @@ fn line_chart<DB: DrawingBackend>(
     area: &DrawingArea<DB, plotters::coord::Shift>,
     caption: &str,
     y_label: &str,
-    runs: &[RunCurves],
+    runs: &[&RunCurves],
     value: fn(&EpochRow) -> f64,
     log_y: bool,
 ) -> Result<()>
