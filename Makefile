@@ -17,7 +17,7 @@ ifeq ($(origin CIFAR10_DIR), undefined)
   endif
 endif
 
-.PHONY: setup build test demo data run-all bench clean
+.PHONY: setup build lint test demo data run-all bench clean
 
 setup: $(STAMP) build
 
@@ -32,6 +32,11 @@ $(STAMP):
 
 build: $(STAMP)
 	cargo build --release
+
+# rustfmt (rustfmt.toml) and clippy with every warning an error, as CI runs them.
+lint: $(STAMP)
+	cargo fmt --check
+	cargo clippy --release --all-targets -- -D warnings
 
 test: setup
 	cargo test --release

@@ -130,7 +130,12 @@ mod tests {
     fn a_batch_applies_each_image_its_own_transform() {
         tch::manual_seed(3);
         let images = Tensor::randn([4, 3, 8, 8], (Kind::Float, Device::Cpu));
-        let cfg = AugmentConfig { horizontal_flip: true, width_shift_range: 0.125, height_shift_range: 0.125, rotation_range: 15.0 };
+        let cfg = AugmentConfig {
+            horizontal_flip: true,
+            width_shift_range: 0.125,
+            height_shift_range: 0.125,
+            rotation_range: 15.0,
+        };
         let t = Transforms::random(&cfg, 4, 8, 8);
         let batch = apply(&images, &t);
         for i in 0..4 {

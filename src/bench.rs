@@ -2,9 +2,9 @@
 //! of the data path alone. The README's performance figures come from this command.
 use crate::config::Experiment;
 use crate::data::{self, Cifar10, Split};
+use crate::network::{self, Network};
 use crate::optim::Sgd;
 use crate::runtime;
-use crate::network::{self, Network};
 use crate::train::{self, EpochPlan};
 use anyhow::Result;
 use std::path::PathBuf;

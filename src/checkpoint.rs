@@ -42,17 +42,21 @@ impl Checkpoint {
             .iter()
             .map(|(name, (dtype, shape, bytes))| Ok((name.clone(), TensorView::new(*dtype, shape.clone(), bytes)?)))
             .collect::<Result<_>>()?;
-        let metadata = HashMap::from([("format".to_string(), FORMAT.to_string()), ("state".to_string(), self.state.to_string())]);
+        let metadata =
+            HashMap::from([("format".to_string(), FORMAT.to_string()), ("state".to_string(), self.state.to_string())]);
         let tmp = path.with_extension("safetensors.tmp");
-        safetensors::serialize_to_file(views, &Some(metadata), &tmp).with_context(|| format!("cannot write checkpoint {}", tmp.display()))?;
+        safetensors::serialize_to_file(views, &Some(metadata), &tmp)
+            .with_context(|| format!("cannot write checkpoint {}", tmp.display()))?;
         std::fs::File::open(&tmp)?.sync_all()?;
         std::fs::rename(&tmp, path).with_context(|| format!("cannot move checkpoint into place at {}", path.display()))
     }
 
     pub fn load(path: &Path) -> Result<Self> {
         let bytes = std::fs::read(path).with_context(|| format!("cannot read checkpoint {}", path.display()))?;
-        let parsed = SafeTensors::deserialize(&bytes).map_err(|e| anyhow::anyhow!("checkpoint {} is corrupt: {e:?}", path.display()))?;
-        let (_, header) = SafeTensors::read_metadata(&bytes).map_err(|e| anyhow::anyhow!("checkpoint {} is corrupt: {e:?}", path.display()))?;
+        let parsed = SafeTensors::deserialize(&bytes)
+            .map_err(|e| anyhow::anyhow!("checkpoint {} is corrupt: {e:?}", path.display()))?;
+        let (_, header) = SafeTensors::read_metadata(&bytes)
+            .map_err(|e| anyhow::anyhow!("checkpoint {} is corrupt: {e:?}", path.display()))?;
         let metadata = header.metadata().clone().unwrap_or_default();
         ensure!(
             metadata.get("format").map(String::as_str) == Some(FORMAT),
@@ -64,7 +68,12 @@ impl Checkpoint {
             .with_context(|| format!("checkpoint {}: its training state is not valid JSON", path.display()))?;
         let mut tensors = HashMap::new();
         for (name, view) in parsed.tensors() {
-            ensure!(view.dtype() == Dtype::F32, "checkpoint {}: tensor {name} is {:?}, expected F32", path.display(), view.dtype());
+            ensure!(
+                view.dtype() == Dtype::F32,
+                "checkpoint {}: tensor {name} is {:?}, expected F32",
+                path.display(),
+                view.dtype()
+            );
             let shape: Vec<i64> = view.shape().iter().map(|&d| d as i64).collect();
             tensors.insert(name, Tensor::f_from_data_size(view.data(), &shape, Kind::Float)?);
         }
@@ -80,7 +89,10 @@ impl Checkpoint {
         for name in expected {
             let mut var = variables[name].shallow_clone();
             let Some(saved) = self.tensors.get(&format!("model.{name}")) else {
-                bail!("checkpoint {} has no tensor model.{name}: it was written for another model config", origin.display());
+                bail!(
+                    "checkpoint {} has no tensor model.{name}: it was written for another model config",
+                    origin.display()
+                );
             };
             ensure!(
                 saved.size() == var.size(),
@@ -91,8 +103,16 @@ impl Checkpoint {
             );
             tch::no_grad(|| var.copy_(saved));
         }
-        let extra = self.tensors.keys().filter(|k| k.starts_with("model.") && !variables.contains_key(&k["model.".len()..])).count();
-        ensure!(extra == 0, "checkpoint {} has {extra} model tensors this model does not have (another model config?)", origin.display());
+        let extra = self
+            .tensors
+            .keys()
+            .filter(|k| k.starts_with("model.") && !variables.contains_key(&k["model.".len()..]))
+            .count();
+        ensure!(
+            extra == 0,
+            "checkpoint {} has {extra} model tensors this model does not have (another model config?)",
+            origin.display()
+        );
         Ok(())
     }
 
@@ -111,7 +131,8 @@ mod tests {
     fn round_trips_tensors_and_state_and_refuses_corruption() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("c.safetensors");
-        let tensors = HashMap::from([("model.a.weight".to_string(), Tensor::from_slice(&[1.0f32, 2.0, 3.0]).view([3, 1]))]);
+        let tensors =
+            HashMap::from([("model.a.weight".to_string(), Tensor::from_slice(&[1.0f32, 2.0, 3.0]).view([3, 1]))]);
         let checkpoint = Checkpoint { tensors, state: serde_json::json!({"epoch": 3}) };
         checkpoint.save(&path).unwrap();
         let loaded = Checkpoint::load(&path).unwrap();

@@ -63,14 +63,7 @@ pub enum LrSchedule {
     /// Keras `LearningRateScheduler`: `values[k]` from epoch `boundaries[k-1]` on (0-based).
     Step { boundaries: Vec<usize>, values: Vec<f64> },
     /// Keras `ReduceLROnPlateau` on the monitored quantity (Keras-style `val_loss`).
-    ReduceOnPlateau {
-        monitor: String,
-        factor: f64,
-        patience: usize,
-        cooldown: usize,
-        min_delta: f64,
-        min_lr: f64,
-    },
+    ReduceOnPlateau { monitor: String, factor: f64, patience: usize, cooldown: usize, min_delta: f64, min_lr: f64 },
 }
 
 /// Keras `ImageDataGenerator` arguments (fill_mode 'constant', cval 0 are fixed).
@@ -135,10 +128,16 @@ impl Experiment {
                     boundaries.len()
                 );
                 ensure!(boundaries.windows(2).all(|w| w[0] < w[1]), "field `lr_schedule.boundaries` must increase");
-                ensure!(values.iter().all(|v| *v > 0.0 && v.is_finite()), "field `lr_schedule.values` must be positive");
+                ensure!(
+                    values.iter().all(|v| *v > 0.0 && v.is_finite()),
+                    "field `lr_schedule.values` must be positive"
+                );
             }
             LrSchedule::ReduceOnPlateau { monitor, factor, min_lr, min_delta, .. } => {
-                ensure!(monitor == "val_loss", "field `lr_schedule.monitor`: only \"val_loss\" is supported, got {monitor:?}");
+                ensure!(
+                    monitor == "val_loss",
+                    "field `lr_schedule.monitor`: only \"val_loss\" is supported, got {monitor:?}"
+                );
                 ensure!(*factor > 0.0 && *factor < 1.0, "field `lr_schedule.factor` must be in (0, 1), got {factor}");
                 ensure!(*min_lr >= 0.0, "field `lr_schedule.min_lr` must be >= 0, got {min_lr}");
                 ensure!(*min_delta >= 0.0, "field `lr_schedule.min_delta` must be >= 0, got {min_delta}");
@@ -242,7 +241,8 @@ mod tests {
         assert_eq!((patience, min_delta), (10, 1e-4));
         for name in ["my_resnext_lr_v2", "my_resnext_lr_r"] {
             assert_eq!(shipped(name).optimizer.lr, 0.01);
-            let LrSchedule::ReduceOnPlateau { factor, patience, cooldown, min_delta, min_lr, .. } = shipped(name).lr_schedule
+            let LrSchedule::ReduceOnPlateau { factor, patience, cooldown, min_delta, min_lr, .. } =
+                shipped(name).lr_schedule
             else {
                 panic!("{name} must use ReduceLROnPlateau")
             };
@@ -256,7 +256,8 @@ mod tests {
         let bad = text.replacen("\"epochs\"", "\"epoch_count\": 3, \"epochs\"", 1);
         let err = format!("{:#}", Experiment::from_json(&bad, &[]).unwrap_err());
         assert!(err.contains("epoch_count"), "{err}");
-        let plateau = std::fs::read_to_string(format!("{}/experiments/my_resnext_lr.json", env!("CARGO_MANIFEST_DIR"))).unwrap();
+        let plateau =
+            std::fs::read_to_string(format!("{}/experiments/my_resnext_lr.json", env!("CARGO_MANIFEST_DIR"))).unwrap();
         let bad_rule = plateau.replacen("\"patience\"", "\"patienc\": 1, \"patience\"", 1);
         assert_ne!(bad_rule, plateau);
         let err = format!("{:#}", Experiment::from_json(&bad_rule, &[]).unwrap_err());
@@ -265,7 +266,8 @@ mod tests {
 
     #[test]
     fn overrides_edit_existing_fields_and_reject_new_ones() {
-        let text = std::fs::read_to_string(format!("{}/experiments/my_resnext_lr_v2.json", env!("CARGO_MANIFEST_DIR"))).unwrap();
+        let text = std::fs::read_to_string(format!("{}/experiments/my_resnext_lr_v2.json", env!("CARGO_MANIFEST_DIR")))
+            .unwrap();
         let e = Experiment::from_json(&text, &["lr_schedule.patience=2".into(), "epochs=7".into()]).unwrap();
         assert_eq!(e.epochs, 7);
         assert!(matches!(e.lr_schedule, LrSchedule::ReduceOnPlateau { patience: 2, .. }));

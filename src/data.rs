@@ -12,10 +12,12 @@ use tch::{Device, Kind, Tensor};
 pub const IMAGE_BYTES: usize = 3 * 32 * 32;
 pub const RECORD_BYTES: usize = 1 + IMAGE_BYTES;
 pub const RECORDS_PER_FILE: usize = 10_000;
-pub const TRAIN_FILES: [&str; 5] = ["data_batch_1.bin", "data_batch_2.bin", "data_batch_3.bin", "data_batch_4.bin", "data_batch_5.bin"];
+pub const TRAIN_FILES: [&str; 5] =
+    ["data_batch_1.bin", "data_batch_2.bin", "data_batch_3.bin", "data_batch_4.bin", "data_batch_5.bin"];
 pub const TEST_FILE: &str = "test_batch.bin";
 pub const META_FILE: &str = "batches.meta.txt";
-pub const CLASSES: [&str; 10] = ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"];
+pub const CLASSES: [&str; 10] =
+    ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"];
 
 /// The blog's per-channel constants on the 0-255 scale (official CIFAR-10 train statistics).
 pub const MEAN: [f64; 3] = [125.307, 122.95, 113.865];
@@ -89,7 +91,8 @@ fn read_split(paths: &[PathBuf]) -> Result<Split> {
             bytes.len(),
             RECORDS_PER_FILE * RECORD_BYTES
         );
-        parse_records(&bytes, &mut images, &mut labels).with_context(|| format!("in CIFAR-10 file {}", path.display()))?;
+        parse_records(&bytes, &mut images, &mut labels)
+            .with_context(|| format!("in CIFAR-10 file {}", path.display()))?;
     }
     let n = labels.len() as i64;
     Ok(Split {
@@ -120,9 +123,9 @@ pub fn parse_records(bytes: &[u8], images: &mut Vec<u8>, labels: &mut Vec<u8>) -
 
 /// Class names from `batches.meta.txt` when present, else the official ones.
 pub fn class_names(dir: &Path) -> Vec<String> {
-    let from_file = std::fs::read_to_string(dir.join(META_FILE)).ok().map(|text| {
-        text.lines().map(str::trim).filter(|l| !l.is_empty()).map(String::from).collect::<Vec<_>>()
-    });
+    let from_file = std::fs::read_to_string(dir.join(META_FILE))
+        .ok()
+        .map(|text| text.lines().map(str::trim).filter(|l| !l.is_empty()).map(String::from).collect::<Vec<_>>());
     match from_file {
         Some(names) if names.len() == 10 => names,
         _ => CLASSES.iter().map(|s| s.to_string()).collect(),
@@ -165,13 +168,19 @@ pub fn fetch_checked(url: &str, target: &Path, md5: &str) -> Result<()> {
         let response = ureq::get(url).call().with_context(|| format!("cannot download {url}"))?;
         let length = response.header("Content-Length").and_then(|v| v.parse::<u64>().ok());
         let bar = match length {
-            Some(n) if std::io::IsTerminal::is_terminal(&std::io::stderr()) => indicatif::ProgressBar::new(n).with_style(
-                indicatif::ProgressStyle::with_template("{bytes}/{total_bytes} [{bar:30}] {bytes_per_sec} ETA {eta}").expect("valid template"),
-            ),
+            Some(n) if std::io::IsTerminal::is_terminal(&std::io::stderr()) => indicatif::ProgressBar::new(n)
+                .with_style(
+                    indicatif::ProgressStyle::with_template(
+                        "{bytes}/{total_bytes} [{bar:30}] {bytes_per_sec} ETA {eta}",
+                    )
+                    .expect("valid template"),
+                ),
             _ => indicatif::ProgressBar::hidden(),
         };
-        let mut file = std::fs::File::create(&partial).with_context(|| format!("cannot create {}", partial.display()))?;
-        std::io::copy(&mut bar.wrap_read(response.into_reader()), &mut file).with_context(|| format!("download of {url} broke off"))?;
+        let mut file =
+            std::fs::File::create(&partial).with_context(|| format!("cannot create {}", partial.display()))?;
+        std::io::copy(&mut bar.wrap_read(response.into_reader()), &mut file)
+            .with_context(|| format!("download of {url} broke off"))?;
         bar.finish_and_clear();
         let got = md5_of(&partial)?;
         ensure!(got == md5, "{url}: md5 {got} does not match the expected {md5}; the partial file was deleted");
@@ -215,7 +224,12 @@ pub fn extract(archive: &Path, to: &Path) -> Result<PathBuf> {
         let entry = entry.with_context(|| format!("{} is not a valid tar.gz archive", archive.display()))?;
         let path = entry.path()?.to_path_buf();
         let escapes = path.is_absolute() || path.components().any(|c| matches!(c, std::path::Component::ParentDir));
-        ensure!(!escapes, "{}: refusing archive member {} (its path leaves the target folder)", archive.display(), path.display());
+        ensure!(
+            !escapes,
+            "{}: refusing archive member {} (its path leaves the target folder)",
+            archive.display(),
+            path.display()
+        );
     }
     let out_dir = to.join("cifar-10-batches-bin");
     std::fs::create_dir_all(&out_dir).with_context(|| format!("cannot create {}", out_dir.display()))?;
@@ -235,7 +249,12 @@ pub fn extract(archive: &Path, to: &Path) -> Result<PathBuf> {
         std::fs::write(&target, bytes).with_context(|| format!("cannot write {}", target.display()))?;
         found += 1;
     }
-    ensure!(found == expected.len(), "{} holds {found} of the {} expected CIFAR-10 files", archive.display(), expected.len());
+    ensure!(
+        found == expected.len(),
+        "{} holds {found} of the {} expected CIFAR-10 files",
+        archive.display(),
+        expected.len()
+    );
     Ok(out_dir)
 }
 
@@ -263,9 +282,9 @@ pub mod tests {
 
     /// The shared test copy of CIFAR-10 (`$CIFAR10_DIR` or `../shared/cifar10/...`).
     pub fn test_data_dir() -> PathBuf {
-        std::env::var_os("CIFAR10_DIR").map(PathBuf::from).unwrap_or_else(|| {
-            Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/cifar10/cifar-10-batches-bin")
-        })
+        std::env::var_os("CIFAR10_DIR")
+            .map(PathBuf::from)
+            .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/cifar10/cifar-10-batches-bin"))
     }
 
     #[test]

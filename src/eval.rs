@@ -1,8 +1,8 @@
 //! `resnext eval`: a trained run's test loss and accuracy, per class, and its confusion matrix.
 use crate::data::{self, Cifar10};
+use crate::network::{self, Network, Which};
 use crate::optim;
 use crate::plot;
-use crate::network::{self, Network, Which};
 use anyhow::Result;
 use serde::Serialize;
 use std::path::{Path, PathBuf};

@@ -33,6 +33,7 @@ pub fn export(run: &Path, which: Which, out: &Path) -> Result<(PathBuf, PathBuf)
         "classes": data::CLASSES,
         "model": experiment.model,
     });
-    std::fs::write(&meta_path, serde_json::to_string_pretty(&meta)?).with_context(|| format!("cannot write {}", meta_path.display()))?;
+    std::fs::write(&meta_path, serde_json::to_string_pretty(&meta)?)
+        .with_context(|| format!("cannot write {}", meta_path.display()))?;
     Ok((out.to_path_buf(), meta_path))
 }

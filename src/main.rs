@@ -144,7 +144,14 @@ fn dispatch(command: Command) -> Result<i32> {
             }
         }
         Command::Eval { run, checkpoint, data_dir, device, limit, logits_json } => {
-            let args = eval::EvalArgs { run, which: checkpoint, data_dir, device: runtime::parse_device(&device)?, limit, logits_json };
+            let args = eval::EvalArgs {
+                run,
+                which: checkpoint,
+                data_dir,
+                device: runtime::parse_device(&device)?,
+                limit,
+                logits_json,
+            };
             println!("{}", eval::run(&args)?.to_text());
         }
         Command::Plot { paths, out, comparisons } => {

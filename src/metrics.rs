@@ -49,15 +49,26 @@ pub fn rewrite(path: &Path, rows: &[EpochRow]) -> Result<()> {
         for row in rows {
             writer.serialize(row)?;
         }
-        let mut file = writer.into_inner().map_err(|e| anyhow::anyhow!("cannot flush {}: {}", tmp.display(), e.error()))?;
+        let mut file =
+            writer.into_inner().map_err(|e| anyhow::anyhow!("cannot flush {}: {}", tmp.display(), e.error()))?;
         file.flush()?;
         file.sync_all()?;
     }
     std::fs::rename(&tmp, path).with_context(|| format!("cannot replace {}", path.display()))
 }
 
-pub const HEADER: [&str; 10] =
-    ["epoch", "loss", "accuracy", "val_loss", "val_accuracy", "lr", "ce_loss", "val_ce_loss", "epoch_seconds", "images_per_second"];
+pub const HEADER: [&str; 10] = [
+    "epoch",
+    "loss",
+    "accuracy",
+    "val_loss",
+    "val_accuracy",
+    "lr",
+    "ce_loss",
+    "val_ce_loss",
+    "epoch_seconds",
+    "images_per_second",
+];
 
 pub fn read(path: &Path) -> Result<Vec<EpochRow>> {
     let mut reader = csv::Reader::from_path(path).with_context(|| format!("cannot read {}", path.display()))?;
@@ -73,7 +84,18 @@ mod tests {
     use super::*;
 
     fn row(epoch: usize) -> EpochRow {
-        EpochRow { epoch, loss: 1.5, accuracy: 0.4, val_loss: 1.6, val_accuracy: 0.38, lr: 0.01, ce_loss: 1.4, val_ce_loss: 1.5, epoch_seconds: 3.0, images_per_second: 100.0 }
+        EpochRow {
+            epoch,
+            loss: 1.5,
+            accuracy: 0.4,
+            val_loss: 1.6,
+            val_accuracy: 0.38,
+            lr: 0.01,
+            ce_loss: 1.4,
+            val_ce_loss: 1.5,
+            epoch_seconds: 3.0,
+            images_per_second: 100.0,
+        }
     }
 
     #[test]

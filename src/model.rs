@@ -56,7 +56,8 @@ pub fn resnext(path: &nn::Path, cfg: &ModelConfig) -> nn::SequentialT {
 /// count changes), then ReLU.
 fn bottleneck(path: &nn::Path, spec: BlockSpec, cardinality: i64) -> impl ModuleT {
     let BlockSpec { in_channels, width: f, stride, .. } = spec;
-    let shortcut = (in_channels != 2 * f).then(|| conv_bn(path, "shortcut_conv", "shortcut_bn", in_channels, 2 * f, 1, stride, 1));
+    let shortcut =
+        (in_channels != 2 * f).then(|| conv_bn(path, "shortcut_conv", "shortcut_bn", in_channels, 2 * f, 1, stride, 1));
     let residual = nn::seq_t()
         .add(conv_bn(path, "conv1", "bn1", in_channels, f, 1, 1, 1))
         .add_fn(relu_in_place)
@@ -118,7 +119,14 @@ impl Conv {
         if top == bottom && left == right {
             x.conv2d(weight, bias, [stride, stride], [top, left], [1, 1], self.groups)
         } else {
-            x.constant_pad_nd([left, right, top, bottom]).conv2d(weight, bias, [stride, stride], [0, 0], [1, 1], self.groups)
+            x.constant_pad_nd([left, right, top, bottom]).conv2d(
+                weight,
+                bias,
+                [stride, stride],
+                [0, 0],
+                [1, 1],
+                self.groups,
+            )
         }
     }
 }
@@ -140,7 +148,16 @@ pub struct ConvBn {
 }
 
 #[allow(clippy::too_many_arguments)]
-fn conv_bn(path: &nn::Path, conv_name: &str, bn_name: &str, c_in: i64, c_out: i64, k: i64, stride: i64, groups: i64) -> ConvBn {
+fn conv_bn(
+    path: &nn::Path,
+    conv_name: &str,
+    bn_name: &str,
+    c_in: i64,
+    c_out: i64,
+    k: i64,
+    stride: i64,
+    groups: i64,
+) -> ConvBn {
     ConvBn { conv: conv(path / conv_name, c_in, c_out, k, stride, groups), bn: batch_norm(path / bn_name, c_out) }
 }
 
@@ -205,7 +222,11 @@ pub fn summary(cfg: &ModelConfig) -> Vec<SummaryRow> {
     let mut size = 32;
     let conv_row = |name: String, c_in: i64, c_out: i64, k: i64, stride: i64, groups: i64, out: i64| SummaryRow {
         name,
-        kind: if groups > 1 { format!("Conv2D {k}x{k}/{stride}, {groups} groups") } else { format!("Conv2D {k}x{k}/{stride}") },
+        kind: if groups > 1 {
+            format!("Conv2D {k}x{k}/{stride}, {groups} groups")
+        } else {
+            format!("Conv2D {k}x{k}/{stride}")
+        },
         output_shape: vec![out, out, c_out],
         params: c_out * (c_in / groups) * k * k,
         non_trainable: 0,
@@ -233,13 +254,31 @@ pub fn summary(cfg: &ModelConfig) -> Vec<SummaryRow> {
         rows.push(bn_row(format!("{prefix}.bn2"), f, out));
         rows.push(conv_row(format!("{prefix}.conv3"), f, 2 * f, 1, 1, 1, out));
         rows.push(bn_row(format!("{prefix}.bn3"), 2 * f, out));
-        rows.push(SummaryRow { name: format!("{prefix}.add_relu"), kind: "Add + ReLU".into(), output_shape: vec![out, out, 2 * f], params: 0, non_trainable: 0 });
+        rows.push(SummaryRow {
+            name: format!("{prefix}.add_relu"),
+            kind: "Add + ReLU".into(),
+            output_shape: vec![out, out, 2 * f],
+            params: 0,
+            non_trainable: 0,
+        });
         size = out;
     }
     let features = rows.last().expect("rows").output_shape[2];
-    rows.push(SummaryRow { name: "pool".into(), kind: "GlobalAveragePooling2D".into(), output_shape: vec![features], params: 0, non_trainable: 0 });
+    rows.push(SummaryRow {
+        name: "pool".into(),
+        kind: "GlobalAveragePooling2D".into(),
+        output_shape: vec![features],
+        params: 0,
+        non_trainable: 0,
+    });
     let classes = cfg.num_classes as i64;
-    rows.push(SummaryRow { name: "fc".into(), kind: "Dense (no bias)".into(), output_shape: vec![classes], params: features * classes, non_trainable: 0 });
+    rows.push(SummaryRow {
+        name: "fc".into(),
+        kind: "Dense (no bias)".into(),
+        output_shape: vec![classes],
+        params: features * classes,
+        non_trainable: 0,
+    });
     rows
 }
 
@@ -272,7 +311,14 @@ pub fn format_summary(title: &str, rows: &[SummaryRow]) -> String {
         out
     };
     let line = "=".repeat(98);
-    let mut text = format!("Model: {title}\n{}\n{:<30}{:<32}{:<24}{:>12}\n{line}\n", "_".repeat(98), "Layer", "Type", "Output Shape", "Param #");
+    let mut text = format!(
+        "Model: {title}\n{}\n{:<30}{:<32}{:<24}{:>12}\n{line}\n",
+        "_".repeat(98),
+        "Layer",
+        "Type",
+        "Output Shape",
+        "Param #"
+    );
     for row in rows {
         let dims: Vec<String> = row.output_shape.iter().map(|d| d.to_string()).collect();
         let shape = format!("(None, {})", dims.join(", "));
@@ -331,7 +377,8 @@ mod tests {
     fn titu1994_default_width_gives_its_published_total() {
         let cfg = ModelConfig { width: 64, ..blog_model() };
         assert_eq!(param_totals(&summary(&cfg)).0, 89_700_288);
-        let shipped = Experiment::load(&format!("{}/experiments/resnext.json", env!("CARGO_MANIFEST_DIR")), &[]).unwrap();
+        let shipped =
+            Experiment::load(&format!("{}/experiments/resnext.json", env!("CARGO_MANIFEST_DIR")), &[]).unwrap();
         assert_eq!(param_totals(&summary(&shipped.model)).0, 5_671_872);
     }
 
@@ -386,9 +433,13 @@ mod tests {
             let name = case["name"].as_str().unwrap();
             let (k, s) = (case["kernel_size"].as_i64().unwrap(), case["strides"].as_i64().unwrap());
             let input = &case["input_nhwc"];
-            let x = Tensor::from_slice(&floats(&input["data"])).view(shape(&input["shape"]).as_slice()).permute([0, 3, 1, 2]);
+            let x = Tensor::from_slice(&floats(&input["data"]))
+                .view(shape(&input["shape"]).as_slice())
+                .permute([0, 3, 1, 2]);
             let kernel = &case["kernel_hwio"];
-            let w = Tensor::from_slice(&floats(&kernel["data"])).view(shape(&kernel["shape"]).as_slice()).permute([3, 2, 0, 1]);
+            let w = Tensor::from_slice(&floats(&kernel["data"]))
+                .view(shape(&kernel["shape"]).as_slice())
+                .permute([3, 2, 0, 1]);
             let c_in = w.size()[1];
             let c_out = w.size()[0];
             let vs = nn::VarStore::new(Device::Cpu);
@@ -402,7 +453,11 @@ mod tests {
             assert!(max_diff < 1e-4, "{name}: max diff {max_diff}");
             let pad = &case["implied_padding"];
             let n = x.size()[2];
-            assert_eq!(tf_same_padding(n, k, s), (pad["top"].as_i64().unwrap(), pad["bottom"].as_i64().unwrap()), "{name}");
+            assert_eq!(
+                tf_same_padding(n, k, s),
+                (pad["top"].as_i64().unwrap(), pad["bottom"].as_i64().unwrap()),
+                "{name}"
+            );
         }
     }
 
@@ -414,7 +469,8 @@ mod tests {
         assert_eq!(bn_ref["epsilon"].as_f64(), Some(0.001));
         let example = &bn_ref["train_step_example"];
         let input = &example["input_nhwc"];
-        let x = Tensor::from_slice(&floats(&input["data"])).view(shape(&input["shape"]).as_slice()).permute([0, 3, 1, 2]);
+        let x =
+            Tensor::from_slice(&floats(&input["data"])).view(shape(&input["shape"]).as_slice()).permute([0, 3, 1, 2]);
         let c = x.size()[1];
         let vs = nn::VarStore::new(Device::Cpu);
         let bn = batch_norm(vs.root() / "bn", c);

@@ -103,7 +103,9 @@ pub fn evaluate(net: &impl ModuleT, split: &Split, batch_size: usize) -> (f64, f
             let images = data::normalize(&split.images.narrow(0, start, size));
             let logits = net.forward_t(&images, false);
             let labels = split.labels.narrow(0, start, size);
-            ce_sum += logits.cross_entropy_loss::<Tensor>(&labels, None, tch::Reduction::Sum, -100, 0.0).to_kind(Kind::Double);
+            ce_sum += logits
+                .cross_entropy_loss::<Tensor>(&labels, None, tch::Reduction::Sum, -100, 0.0)
+                .to_kind(Kind::Double);
             logits_per_batch.push(logits);
         }
         let logits = Tensor::cat(&logits_per_batch, 0);

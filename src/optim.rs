@@ -29,7 +29,8 @@ pub struct Slot {
 
 /// Conv and dense kernels are the variables named `weight` outside BatchNorm layers.
 pub fn is_kernel(name: &str) -> bool {
-    name.ends_with(".weight") && !name.rsplit('.').nth(1).is_some_and(|layer| layer.starts_with("bn") || layer.ends_with("_bn"))
+    name.ends_with(".weight")
+        && !name.rsplit('.').nth(1).is_some_and(|layer| layer.starts_with("bn") || layer.ends_with("_bn"))
 }
 
 impl Sgd {
@@ -68,7 +69,8 @@ impl Sgd {
                     let _ = d.addcmul_(&slot.param, two_l2); // d = g + 2 l2 w
                 }
                 let _ = slot.velocity.g_mul_scalar_(self.momentum).addcmul_(&d, minus_lr); // v = mu v - lr d
-                let _ = slot.param.addcmul_(&slot.velocity, momentum).addcmul_(&d, minus_lr); // p += mu v - lr d
+                let _ = slot.param.addcmul_(&slot.velocity, momentum).addcmul_(&d, minus_lr);
+                // p += mu v - lr d
             }
         });
     }

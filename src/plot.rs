@@ -33,7 +33,9 @@ struct ComparisonsFile {
 
 pub fn load_comparisons(path: &Path) -> Result<Vec<Comparison>> {
     let text = std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
-    Ok(serde_json::from_str::<ComparisonsFile>(&text).with_context(|| format!("{} is malformed", path.display()))?.comparisons)
+    Ok(serde_json::from_str::<ComparisonsFile>(&text)
+        .with_context(|| format!("{} is malformed", path.display()))?
+        .comparisons)
 }
 
 /// One run's curves: its name (the folder name) and rows.
@@ -62,7 +64,11 @@ pub fn plot(paths: &[PathBuf], comparisons_file: &Path, out: &Path) -> Result<Ve
         written.extend(draw_comparison(&names.join("_vs_"), &names.join(" vs "), &runs, out)?);
     }
     for root in paths.iter().filter(|p| !p.join(metrics::FILE).is_file()) {
-        anyhow::ensure!(root.is_dir(), "{} is neither a run folder (with metrics.csv) nor a results folder", root.display());
+        anyhow::ensure!(
+            root.is_dir(),
+            "{} is neither a run folder (with metrics.csv) nor a results folder",
+            root.display()
+        );
         for comparison in load_comparisons(comparisons_file)? {
             let mut runs = Vec::new();
             for run in &comparison.runs {
@@ -128,8 +134,14 @@ fn draw_error<E: std::fmt::Debug>(e: E) -> anyhow::Error {
 }
 
 fn color(i: usize) -> RGBColor {
-    const COLORS: [RGBColor; 6] =
-        [RGBColor(31, 119, 180), RGBColor(255, 127, 14), RGBColor(44, 160, 44), RGBColor(214, 39, 40), RGBColor(148, 103, 189), RGBColor(140, 86, 75)];
+    const COLORS: [RGBColor; 6] = [
+        RGBColor(31, 119, 180),
+        RGBColor(255, 127, 14),
+        RGBColor(44, 160, 44),
+        RGBColor(214, 39, 40),
+        RGBColor(148, 103, 189),
+        RGBColor(140, 86, 75),
+    ];
     COLORS[i % COLORS.len()]
 }
 
@@ -160,7 +172,8 @@ where
         }
     };
     // Accuracy rises and losses fall: keep the legend where the curves end up not being.
-    let legend_at = if y_label.contains("accuracy") { SeriesLabelPosition::LowerRight } else { SeriesLabelPosition::UpperRight };
+    let legend_at =
+        if y_label.contains("accuracy") { SeriesLabelPosition::LowerRight } else { SeriesLabelPosition::UpperRight };
     let mut chart = ChartBuilder::on(area)
         .caption(caption, (FONT, 26))
         .margin(18)
@@ -181,7 +194,8 @@ where
         .draw()
         .map_err(draw_error)?;
     for (i, run) in runs.iter().enumerate() {
-        let points: Vec<(f64, f64)> = run.rows.iter().map(|r| ((r.epoch + 1) as f64, y_of(r))).filter(|p| p.1.is_finite()).collect();
+        let points: Vec<(f64, f64)> =
+            run.rows.iter().map(|r| ((r.epoch + 1) as f64, y_of(r))).filter(|p| p.1.is_finite()).collect();
         let c = color(i);
         // Dots as well as lines, so a run of one epoch still shows.
         chart.draw_series(points.iter().map(|p| Circle::new(*p, 3, c.filled()))).map_err(draw_error)?;
@@ -240,10 +254,14 @@ pub fn confusion_matrix(path: &Path, title: &str, counts: &[[i64; 10]; 10], clas
             let (x, y) = (predicted as i32, 9 - truth as i32);
             let shade = (count as f64 / row_max).clamp(0.0, 1.0);
             let fill = RGBColor((255.0 * (1.0 - 0.8 * shade)) as u8, (255.0 * (1.0 - 0.55 * shade)) as u8, 255);
-            let cell = [(SegmentValue::Exact(x), SegmentValue::Exact(y)), (SegmentValue::Exact(x + 1), SegmentValue::Exact(y + 1))];
+            let cell = [
+                (SegmentValue::Exact(x), SegmentValue::Exact(y)),
+                (SegmentValue::Exact(x + 1), SegmentValue::Exact(y + 1)),
+            ];
             chart.draw_series(std::iter::once(Rectangle::new(cell, fill.filled()))).map_err(draw_error)?;
             let text_color = if shade > 0.6 { WHITE } else { BLACK };
-            let style = TextStyle::from((FONT, 18).into_font()).color(&text_color).pos(Pos::new(HPos::Center, VPos::Center));
+            let style =
+                TextStyle::from((FONT, 18).into_font()).color(&text_color).pos(Pos::new(HPos::Center, VPos::Center));
             let centre = (SegmentValue::CenterOf(x), SegmentValue::CenterOf(y));
             chart.draw_series(std::iter::once(Text::new(count.to_string(), centre, style))).map_err(draw_error)?;
         }

@@ -19,7 +19,12 @@ pub fn load_image(path: &Path) -> Result<Tensor> {
 }
 
 /// (class name, probability) of the three most likely classes of each image.
-pub fn predict(run: &Path, which: Which, images: &[impl AsRef<Path>], device: Device) -> Result<Vec<Vec<(String, f64)>>> {
+pub fn predict(
+    run: &Path,
+    which: Which,
+    images: &[impl AsRef<Path>],
+    device: Device,
+) -> Result<Vec<Vec<(String, f64)>>> {
     let (_, network) = Network::from_run(run, which, device)?;
     images
         .iter()

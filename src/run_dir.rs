@@ -40,7 +40,8 @@ impl RunDir {
         Experiment::load(&self.config().to_string_lossy(), &[])
     }
     pub fn load_settings(&self) -> Result<RunSettings> {
-        let text = std::fs::read_to_string(self.settings()).with_context(|| format!("cannot read {}", self.settings().display()))?;
+        let text = std::fs::read_to_string(self.settings())
+            .with_context(|| format!("cannot read {}", self.settings().display()))?;
         serde_json::from_str(&text).with_context(|| format!("{} is malformed", self.settings().display()))
     }
 }

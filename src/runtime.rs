@@ -16,7 +16,10 @@ pub fn parse_device(spec: &str) -> Result<Device> {
     if let Device::Cuda(n) = device {
         let count = tch::Cuda::device_count() as usize;
         if n >= count {
-            bail!("--device {spec}: this machine has {count} CUDA device(s) visible to libtorch {}", env!("LIBTORCH_VERSION"));
+            bail!(
+                "--device {spec}: this machine has {count} CUDA device(s) visible to libtorch {}",
+                env!("LIBTORCH_VERSION")
+            );
         }
         // Fixed input shapes: let cuDNN pick the fastest convolution algorithms once.
         tch::Cuda::cudnn_set_benchmark(true);
@@ -76,7 +79,12 @@ pub fn info() -> Result<String> {
     }
     lines.push(format!("CPU threads (intra-op): {}", tch::get_num_threads()));
     lines.push(format!("CPU cores: {}", std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1)));
-    lines.push(format!("MKL: {}, MKL-DNN: {}, OpenMP: {}", tch::utils::has_mkl(), tch::utils::has_mkldnn(), tch::utils::has_openmp()));
+    lines.push(format!(
+        "MKL: {}, MKL-DNN: {}, OpenMP: {}",
+        tch::utils::has_mkl(),
+        tch::utils::has_mkldnn(),
+        tch::utils::has_openmp()
+    ));
     lines.push(format!(
         "malloc tuning: {}",
         std::env::var("GLIBC_TUNABLES").map(|v| format!("GLIBC_TUNABLES={v}")).unwrap_or_else(|_| "off".into())

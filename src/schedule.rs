@@ -105,10 +105,18 @@ mod tests {
                 assert_eq!(rule.lr_for_epoch(epoch), expected[epoch], "{name}: lr during epoch {epoch}");
                 rule.on_epoch_end(val_loss);
                 let after = expected[epoch + 1];
-                assert!((rule.lr - after).abs() <= 1.2e-7 * after, "{name}: lr after epoch {epoch}: {} vs {after}", rule.lr);
+                assert!(
+                    (rule.lr - after).abs() <= 1.2e-7 * after,
+                    "{name}: lr after epoch {epoch}: {} vs {after}",
+                    rule.lr
+                );
                 let state = &states[epoch];
                 assert_eq!(rule.wait as u64, state["wait"].as_u64().unwrap(), "{name}: wait after epoch {epoch}");
-                assert_eq!(rule.cooldown_counter as u64, state["cooldown_counter"].as_u64().unwrap(), "{name}: cooldown after {epoch}");
+                assert_eq!(
+                    rule.cooldown_counter as u64,
+                    state["cooldown_counter"].as_u64().unwrap(),
+                    "{name}: cooldown after {epoch}"
+                );
             }
         }
     }
@@ -116,7 +124,8 @@ mod tests {
     #[test]
     fn step_schedule_matches_keras_for_all_301_epochs() {
         let reference = reference("step_schedule.json");
-        let mut rule = LrRule::new(LrSchedule::Step { boundaries: vec![100, 200], values: vec![0.01, 0.001, 0.0001] }, 0.1);
+        let mut rule =
+            LrRule::new(LrSchedule::Step { boundaries: vec![100, 200], values: vec![0.01, 0.001, 0.0001] }, 0.1);
         let epochs = reference["epochs"].as_array().unwrap();
         let expected = list(&reference["expected_lr_during_epoch"]);
         assert_eq!(epochs.len(), 301);

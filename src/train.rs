@@ -10,7 +10,7 @@ use crate::checkpoint::Checkpoint;
 use crate::config::Experiment;
 use crate::data::{self, Cifar10, Split};
 use crate::metrics::{self, EpochRow};
-use crate::network::{evaluate, eval_batch_size, Network};
+use crate::network::{eval_batch_size, evaluate, Network};
 use crate::optim::Sgd;
 use crate::progress::EpochProgress;
 use crate::run_dir::{write_file, RunDir, RunSettings};
@@ -108,7 +108,14 @@ fn install_stop_handler() {
 /// One SGD step on a batch of normalised images: forward (optionally under bf16 autocast),
 /// cross-entropy on the logits, backward, update. Returns the batch's mean cross-entropy and
 /// the logits, both detached.
-pub fn train_step(network: &Network, sgd: &mut Sgd, images: &Tensor, labels: &Tensor, lr: f64, amp: bool) -> (Tensor, Tensor) {
+pub fn train_step(
+    network: &Network,
+    sgd: &mut Sgd,
+    images: &Tensor,
+    labels: &Tensor,
+    lr: f64,
+    amp: bool,
+) -> (Tensor, Tensor) {
     let logits = tch::autocast(amp, || network.forward_t(images, true)).to_kind(Kind::Float);
     let ce = logits.cross_entropy_for_logits(labels);
     sgd.zero_grad();
@@ -160,11 +167,14 @@ pub fn run(args: &TrainArgs) -> Result<Outcome> {
         run_dir.0.display()
     );
     install_stop_handler();
-    let trainer = Trainer { experiment: &experiment, network: &network, train: &train, test: &test, device, amp: settings.amp };
+    let trainer =
+        Trainer { experiment: &experiment, network: &network, train: &train, test: &test, device, amp: settings.amp };
     while state.epoch < experiment.epochs {
         let outcome = trainer.train_epoch(&mut state, &mut sgd, &run_dir)?;
         // A stop asked for during evaluation takes effect here, at the epoch boundary.
-        if matches!(outcome, Outcome::Interrupted) || (STOP_REQUESTED.load(Ordering::SeqCst) && state.epoch < experiment.epochs) {
+        if matches!(outcome, Outcome::Interrupted)
+            || (STOP_REQUESTED.load(Ordering::SeqCst) && state.epoch < experiment.epochs)
+        {
             return Ok(Outcome::Interrupted);
         }
     }
@@ -205,7 +215,8 @@ fn plan_run(args: &TrainArgs) -> Result<(Experiment, RunSettings, RunDir)> {
 /// Creates the run folder (clearing an old run with --force) and records the resolved
 /// config, the data settings and the command line.
 fn record_run(args: &TrainArgs, experiment: &Experiment, settings: &RunSettings, run_dir: &RunDir) -> Result<()> {
-    std::fs::create_dir_all(&run_dir.0).with_context(|| format!("cannot create the run folder {}", run_dir.0.display()))?;
+    std::fs::create_dir_all(&run_dir.0)
+        .with_context(|| format!("cannot create the run folder {}", run_dir.0.display()))?;
     if args.force {
         for file in [run_dir.metrics(), run_dir.last(), run_dir.best()] {
             if file.exists() {
@@ -227,11 +238,13 @@ fn restore(path: &Path, vs: &nn::VarStore, sgd: &mut Sgd) -> Result<TrainState> 
     checkpoint.restore_model(vs, path)?;
     for slot in &mut sgd.slots {
         let name = format!("velocity.{}", slot.name);
-        let saved = checkpoint.tensors.get(&name).with_context(|| format!("checkpoint {} has no {name}", path.display()))?;
+        let saved =
+            checkpoint.tensors.get(&name).with_context(|| format!("checkpoint {} has no {name}", path.display()))?;
         ensure!(saved.size() == slot.velocity.size(), "checkpoint {}: {name} has the wrong shape", path.display());
         slot.velocity.copy_(saved);
     }
-    serde_json::from_value(checkpoint.state).with_context(|| format!("checkpoint {}: training state is malformed", path.display()))
+    serde_json::from_value(checkpoint.state)
+        .with_context(|| format!("checkpoint {}: training state is malformed", path.display()))
 }
 
 fn save(path: &Path, state: &TrainState, vs: &nn::VarStore, sgd: &Sgd) -> Result<()> {
@@ -262,7 +275,10 @@ impl EpochPlan {
         tch::manual_seed(epoch_seed(experiment.seed, epoch));
         let order = Tensor::randperm(len as i64, (Kind::Int64, Device::Cpu)).to_device(device);
         let aug = &experiment.augmentation;
-        let identity = !aug.horizontal_flip && aug.width_shift_range == 0.0 && aug.height_shift_range == 0.0 && aug.rotation_range == 0.0;
+        let identity = !aug.horizontal_flip
+            && aug.width_shift_range == 0.0
+            && aug.height_shift_range == 0.0
+            && aug.rotation_range == 0.0;
         // Drawn on the CPU (the same numbers on every device), then moved once per epoch.
         let transforms = (!identity).then(|| Transforms::random(aug, len as i64, 32, 32).to_device(device));
         let batch_size = experiment.batch_size;
@@ -320,7 +336,9 @@ impl StepLog {
 
     /// (loss, cross-entropy, correct) summed over steps `from..to`.
     fn sums(&self, from: usize, to: usize) -> (f64, f64, f64) {
-        let span = |t: &Tensor| f64::try_from(t.narrow(0, from as i64, (to - from) as i64).sum(Kind::Double)).unwrap_or(f64::NAN);
+        let span = |t: &Tensor| {
+            f64::try_from(t.narrow(0, from as i64, (to - from) as i64).sum(Kind::Double)).unwrap_or(f64::NAN)
+        };
         (span(&self.loss), span(&self.ce), span(&self.correct))
     }
 }
@@ -340,7 +358,8 @@ impl Trainer<'_> {
         let epoch = state.epoch;
         let lr = state.lr_rule.lr_for_epoch(epoch);
         let plan = EpochPlan::new(self.experiment, epoch, self.train.len(), self.device);
-        let progress = EpochProgress::new(format!("epoch {}/{}", epoch + 1, self.experiment.epochs), plan.steps, state.step);
+        let progress =
+            EpochProgress::new(format!("epoch {}/{}", epoch + 1, self.experiment.epochs), plan.steps, state.step);
         let log = StepLog::new(plan.steps, self.device);
         // On a GPU, read the losses back (and check them) only every 50 steps.
         let sync_every = if self.device.is_cuda() { 50 } else { 1 };
@@ -364,19 +383,30 @@ impl Trainer<'_> {
                 let sums = self.sums(state, &log, done, started);
                 let speed = (sums.seen - state.partial.seen) as f64 / started.elapsed().as_secs_f64().max(1e-9);
                 let seen = sums.seen as f64;
-                progress.update(done, &format!("loss {:.4} acc {:.4} {speed:.0} img/s", sums.loss / seen, sums.correct / seen));
+                progress.update(
+                    done,
+                    &format!("loss {:.4} acc {:.4} {speed:.0} img/s", sums.loss / seen, sums.correct / seen),
+                );
             }
             if stop {
                 state.partial = self.sums(state, &log, done, started);
                 state.step = done;
                 save(&run_dir.last(), state, &self.network.vs, sgd)?;
-                progress.finish(&format!("interrupted at epoch {epoch} step {done}: checkpoint {} written; continue with --resume", run_dir.last().display()));
+                progress.finish(&format!(
+                    "interrupted at epoch {epoch} step {done}: checkpoint {} written; continue with --resume",
+                    run_dir.last().display()
+                ));
                 return Ok(Outcome::Interrupted);
             }
         }
         let sums = self.sums(state, &log, plan.steps, started);
         let row = self.evaluate_epoch(state, sgd, &sums, lr, started);
-        ensure!(row.val_loss.is_finite(), "epoch {epoch}: validation loss is {}; the last good checkpoint {} is kept", row.val_loss, run_dir.last().display());
+        ensure!(
+            row.val_loss.is_finite(),
+            "epoch {epoch}: validation loss is {}; the last good checkpoint {} is kept",
+            row.val_loss,
+            run_dir.last().display()
+        );
         let lr_changed = state.lr_rule.on_epoch_end(row.val_loss);
         self.record_epoch(state, sgd, run_dir, &row)?;
         progress.finish(&format!(
@@ -427,7 +457,8 @@ impl Trainer<'_> {
         if is_best {
             state.best_val_accuracy = Some(row.val_accuracy);
             let best_state = serde_json::json!({"epoch": row.epoch, "val_accuracy": row.val_accuracy, "experiment": self.experiment.name});
-            Checkpoint { tensors: Checkpoint::model_tensors(&self.network.vs), state: best_state }.save(&run_dir.best())?;
+            Checkpoint { tensors: Checkpoint::model_tensors(&self.network.vs), state: best_state }
+                .save(&run_dir.best())?;
         }
         save(&run_dir.last(), state, &self.network.vs, sgd)?;
         metrics::append(&run_dir.metrics(), row)

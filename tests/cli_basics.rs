@@ -8,7 +8,8 @@ fn info_reports_libtorch_and_cuda() {
     assert!(output.status.success(), "{}", stderr(&output));
     let text = stdout(&output);
     assert!(text.contains("libtorch: 2.11.0"), "{text}");
-    let gpus_visible = std::process::Command::new("nvidia-smi").arg("-L").output().map(|o| o.status.success()).unwrap_or(false);
+    let gpus_visible =
+        std::process::Command::new("nvidia-smi").arg("-L").output().map(|o| o.status.success()).unwrap_or(false);
     if !gpus_visible {
         assert!(text.contains("CUDA available: false") && text.contains("GPU count: 0"), "{text}");
     }

@@ -19,7 +19,14 @@ fn assert_fails_with(output: &Output, needles: &[&str]) {
 fn data_with(dir: &Path, file: &str, bytes: Option<Vec<u8>>) -> PathBuf {
     let data = dir.join("cifar");
     std::fs::create_dir_all(&data).unwrap();
-    for name in ["data_batch_1.bin", "data_batch_2.bin", "data_batch_3.bin", "data_batch_4.bin", "data_batch_5.bin", "test_batch.bin"] {
+    for name in [
+        "data_batch_1.bin",
+        "data_batch_2.bin",
+        "data_batch_3.bin",
+        "data_batch_4.bin",
+        "data_batch_5.bin",
+        "test_batch.bin",
+    ] {
         if name == file {
             if let Some(bytes) = &bytes {
                 std::fs::write(data.join(name), bytes).unwrap();
@@ -82,7 +89,11 @@ fn malformed_configs_and_overrides_are_named() {
         ("negative_batch", base.replacen("\"batch_size\": 32", "\"batch_size\": -4", 1), &["-4"]),
         ("zero_batch", base.replacen("\"batch_size\": 32", "\"batch_size\": 0", 1), &["batch_size"]),
         ("unknown_rule", base.replacen("reduce_on_plateau", "cosine_annealing", 1), &["cosine_annealing"]),
-        ("unknown_model", base.replacen("\"name\": \"resnext\"", "\"name\": \"densenet\"", 1), &["model.name", "densenet"]),
+        (
+            "unknown_model",
+            base.replacen("\"name\": \"resnext\"", "\"name\": \"densenet\"", 1),
+            &["model.name", "densenet"],
+        ),
     ];
     for (name, text, needles) in cases {
         let path = dir.path().join(format!("{name}.json"));
@@ -133,7 +144,8 @@ fn corrupt_and_mismatched_checkpoints_are_refused() {
 
     // A checkpoint of a wider network in this run's folder.
     let other = dir.path().join("other");
-    let output = train_tiny(&other, &["--epochs", "1", "--train-limit", "64", "--test-limit", "10", "--set", "model.width=8"]);
+    let output =
+        train_tiny(&other, &["--epochs", "1", "--train-limit", "64", "--test-limit", "10", "--set", "model.width=8"]);
     assert!(output.status.success(), "{}", stderr(&output));
     std::fs::copy(other.join("best.safetensors"), run.join("best.safetensors")).unwrap();
     assert_fails_with(&run_eval(&run, "best"), &["best.safetensors", "shape"]);
@@ -172,7 +184,20 @@ fn sigkill_at_random_moments_loses_nothing() {
     let run_dir = dir.path().join("run");
     let out = run_dir.display().to_string();
     let tiny = tiny();
-    let args = ["train", &tiny, "--out", &out, "--train-limit", "960", "--test-limit", "200", "--epochs", "4", "--device", "cpu"];
+    let args = [
+        "train",
+        &tiny,
+        "--out",
+        &out,
+        "--train-limit",
+        "960",
+        "--test-limit",
+        "200",
+        "--epochs",
+        "4",
+        "--device",
+        "cpu",
+    ];
     let mut seed = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos() as u64;
     for attempt in 0..4 {
         let mut command = bin();
@@ -195,7 +220,11 @@ fn sigkill_at_random_moments_loses_nothing() {
     let output = finish.output().unwrap();
     assert!(output.status.success(), "{}", stderr(&output));
     let rows = metrics_rows(&run_dir);
-    assert_eq!(rows.iter().map(|r| r[0].as_str()).collect::<Vec<_>>(), ["0", "1", "2", "3"], "every epoch exactly once");
+    assert_eq!(
+        rows.iter().map(|r| r[0].as_str()).collect::<Vec<_>>(),
+        ["0", "1", "2", "3"],
+        "every epoch exactly once"
+    );
     for row in &rows {
         assert_eq!(row.len(), 10, "{row:?}");
     }
@@ -253,8 +282,17 @@ fn tar_gz(path: &Path, members: &[(&str, &[u8])]) {
 #[test]
 fn archive_members_outside_the_expected_set_are_refused() {
     let dir = tempfile::tempdir().unwrap();
-    let names = ["data_batch_1.bin", "data_batch_2.bin", "data_batch_3.bin", "data_batch_4.bin", "data_batch_5.bin", "test_batch.bin", "batches.meta.txt"];
-    let good: Vec<(String, &[u8])> = names.iter().map(|n| (format!("cifar-10-batches-bin/{n}"), &b"data"[..])).collect();
+    let names = [
+        "data_batch_1.bin",
+        "data_batch_2.bin",
+        "data_batch_3.bin",
+        "data_batch_4.bin",
+        "data_batch_5.bin",
+        "test_batch.bin",
+        "batches.meta.txt",
+    ];
+    let good: Vec<(String, &[u8])> =
+        names.iter().map(|n| (format!("cifar-10-batches-bin/{n}"), &b"data"[..])).collect();
     let mut members: Vec<(&str, &[u8])> = good.iter().map(|(n, b)| (n.as_str(), *b)).collect();
     members.push(("cifar-10-batches-bin/readme.html", b"extra"));
 

@@ -31,7 +31,8 @@ fn trains_two_epochs_with_finite_losses_above_chance() {
     // The saved config records the command-line overrides.
     let output = train_tiny(&dir.path().join("run2"), &["--epochs", "1", "--set", "lr_schedule.patience=3"]);
     assert!(output.status.success(), "{}", stderr(&output));
-    let saved: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(dir.path().join("run2/config.json")).unwrap()).unwrap();
+    let saved: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.path().join("run2/config.json")).unwrap()).unwrap();
     assert_eq!(saved["lr_schedule"]["patience"], 3);
     assert_eq!(saved["epochs"], 1);
 
@@ -41,7 +42,10 @@ fn trains_two_epochs_with_finite_losses_above_chance() {
     assert!(output.status.success(), "{}", stderr(&output));
     let text = stdout(&output);
     let reported = format!("accuracy {:.2}%", 100.0 * last[4]);
-    assert!(text.contains(&reported), "eval of the best checkpoint should reproduce the CSV's val_accuracy ({reported}):\n{text}");
+    assert!(
+        text.contains(&reported),
+        "eval of the best checkpoint should reproduce the CSV's val_accuracy ({reported}):\n{text}"
+    );
     assert!(text.contains("airplane") && text.contains("truck"), "{text}");
     assert!(std::fs::read(run_dir.join("confusion_matrix.png")).unwrap().starts_with(b"\x89PNG"));
 
@@ -55,12 +59,14 @@ fn trains_two_epochs_with_finite_losses_above_chance() {
     let (png, jpg) = (dir.path().join("cat.png"), dir.path().join("cat.jpg"));
     big.save(&png).unwrap();
     rgb.save(&jpg).unwrap();
-    let output = run(&["predict", &png.display().to_string(), &jpg.display().to_string(), "--run", &run_arg, "--device", "cpu"]);
+    let output =
+        run(&["predict", &png.display().to_string(), &jpg.display().to_string(), "--run", &run_arg, "--device", "cpu"]);
     assert!(output.status.success(), "{}", stderr(&output));
     let text = stdout(&output);
     assert_eq!(text.lines().count(), 2, "{text}");
     for line in text.lines() {
-        let percents: Vec<f64> = line.split_whitespace().filter_map(|w| w.trim_end_matches([',', '%']).parse().ok()).collect();
+        let percents: Vec<f64> =
+            line.split_whitespace().filter_map(|w| w.trim_end_matches([',', '%']).parse().ok()).collect();
         assert_eq!(percents.len(), 3, "{line}");
         assert!(percents.windows(2).all(|w| w[0] >= w[1]) && percents.iter().sum::<f64>() <= 100.01, "{line}");
     }
@@ -70,7 +76,8 @@ fn trains_two_epochs_with_finite_losses_above_chance() {
     let spec = r#"{"comparisons": [{"name": "cmp", "title": "two tiny runs", "runs": ["run", "run2", "missing"]}]}"#;
     std::fs::write(&comparisons, spec).unwrap();
     let plots = dir.path().join("plots");
-    let (root, plots_arg, comparisons_arg) = (dir.path().display().to_string(), plots.display().to_string(), comparisons.display().to_string());
+    let (root, plots_arg, comparisons_arg) =
+        (dir.path().display().to_string(), plots.display().to_string(), comparisons.display().to_string());
     let output = run(&["plot", &root, "--out", &plots_arg, "--comparisons", &comparisons_arg]);
     assert!(output.status.success(), "{}", stderr(&output));
     assert!(stdout(&output).contains("run missing not found"), "{}", stdout(&output));
@@ -125,7 +132,12 @@ fn resume_after_an_epoch_and_after_ctrl_c_gives_the_uninterrupted_weights() {
     for run in [&stepped, &interrupted] {
         let rows = metrics_rows(run);
         assert_eq!(rows.iter().map(|r| r[0].as_str()).collect::<Vec<_>>(), ["0", "1"], "{}", run.display());
-        assert_eq!(checkpoint_tensors(&run.join("last.safetensors")), reference, "{}: weights differ from the uninterrupted run", run.display());
+        assert_eq!(
+            checkpoint_tensors(&run.join("last.safetensors")),
+            reference,
+            "{}: weights differ from the uninterrupted run",
+            run.display()
+        );
         // Same losses and accuracies (timings differ).
         for (a, b) in rows.iter().zip(metrics_rows(&straight)) {
             assert_eq!(a[..8], b[..8], "{}", run.display());

@@ -17,7 +17,9 @@ pub fn root() -> PathBuf {
 }
 
 pub fn data_dir() -> PathBuf {
-    std::env::var_os("CIFAR10_DIR").map(PathBuf::from).unwrap_or_else(|| root().join("../shared/cifar10/cifar-10-batches-bin"))
+    std::env::var_os("CIFAR10_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| root().join("../shared/cifar10/cifar-10-batches-bin"))
 }
 
 pub fn tiny() -> String {
