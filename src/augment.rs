@@ -93,16 +93,11 @@ pub fn apply(images: &Tensor, t: &Transforms) -> Tensor {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use serde_json::Value;
-
-    fn floats(v: &Value) -> Vec<f32> {
-        v.as_array().unwrap().iter().map(|x| x.as_f64().unwrap() as f32).collect()
-    }
+    use crate::testing::{floats, keras_reference};
 
     #[test]
     fn reproduces_every_keras_golden_case() {
-        let path = format!("{}/../shared/keras_reference/augment_affine.json", env!("CARGO_MANIFEST_DIR"));
-        let reference: Value = serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+        let reference = keras_reference("augment_affine.json");
         let cases = reference["cases"].as_array().unwrap();
         assert_eq!(cases.len(), 18);
         for case in cases {

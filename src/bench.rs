@@ -1,13 +1,15 @@
 //! `resnext bench`: measured images per second of the real training step, of evaluation and
 //! of the data path alone. The README's performance figures come from this command.
+use crate::batches::EpochPlan;
+use crate::cli::BenchArgs;
 use crate::config::Experiment;
 use crate::data::{self, Cifar10, Split};
 use crate::network::{self, Network};
 use crate::optim::Sgd;
 use crate::runtime;
-use crate::train::{self, EpochPlan};
+use crate::train;
 use anyhow::Result;
-use std::path::PathBuf;
+use std::path::Path;
 use std::time::Instant;
 use tch::nn::ModuleT;
 use tch::{Device, Kind, Tensor};
@@ -22,39 +24,9 @@ pub enum Mode {
     Data,
 }
 
-#[derive(Debug, Clone, clap::Args)]
-pub struct BenchArgs {
-    /// A config name from experiments/ (e.g. my_resnext) or a path to a JSON config.
-    pub experiment: String,
-    /// What to time.
-    #[arg(long, value_enum, default_value = "train")]
-    pub mode: Mode,
-    /// auto (CUDA when available), cpu, cuda or cuda:N.
-    #[arg(long, default_value = "auto")]
-    pub device: String,
-    /// Batch size [default: the config's for train and data, the evaluation batch for eval].
-    #[arg(long)]
-    pub batch: Option<usize>,
-    /// Timed steps (the median is reported).
-    #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u64).range(1..))]
-    pub steps: u64,
-    /// Untimed steps first.
-    #[arg(long, default_value_t = 2)]
-    pub warmup: u64,
-    /// CUDA only: bf16 autocast.
-    #[arg(long)]
-    pub amp: bool,
-    /// Override a config field (repeatable), e.g. --set model.width=4.
-    #[arg(long = "set", value_name = "KEY=VALUE")]
-    pub set: Vec<String>,
-    /// CIFAR-10 binary folder (random images are used when there is none).
-    #[arg(long)]
-    pub data_dir: Option<PathBuf>,
-}
-
 pub fn run(args: &BenchArgs) -> Result<String> {
-    let experiment = Experiment::load(&args.experiment, &args.set)?;
-    let device = runtime::parse_device(&args.device)?;
+    let experiment = Experiment::load(&args.experiment.experiment, &args.experiment.set)?;
+    let device = args.device.device;
     runtime::check_amp(args.amp, device)?;
     let batch = args.batch.unwrap_or(match args.mode {
         Mode::Eval => network::eval_batch_size(device),
@@ -62,11 +34,11 @@ pub fn run(args: &BenchArgs) -> Result<String> {
     });
     let (steps, warmup) = (args.steps as usize, args.warmup as usize);
     let needed = batch * (steps + warmup);
-    let (split, source) = images(args.data_dir.as_ref(), needed)?;
+    let (split, source) = images(args.data.data_dir.as_deref(), needed)?;
     let split = split.to_device(device);
     let experiment = Experiment { batch_size: batch, ..experiment };
-    let network = Network::new(&experiment, device, experiment.seed);
-    let mut sgd = Sgd::new(&network.vs, experiment.optimizer.momentum, experiment.optimizer.l2);
+    let network = Network::new(&experiment, device);
+    let mut sgd = Sgd::new(network.parameters(), &experiment.optimizer);
     let plan = EpochPlan::new(&experiment, 0, split.len(), device);
 
     let mut seconds = Vec::new();
@@ -101,7 +73,7 @@ pub fn run(args: &BenchArgs) -> Result<String> {
         tch::get_num_threads(),
         env!("LIBTORCH_VERSION"),
         experiment.name,
-        args.experiment,
+        args.experiment.experiment,
         experiment.model.depth,
         experiment.model.cardinality,
         experiment.model.width,
@@ -120,8 +92,8 @@ pub fn run(args: &BenchArgs) -> Result<String> {
 
 /// Real CIFAR-10 training images when the data folder exists, else random ones (the speed is
 /// the same; only the loss values differ).
-fn images(data_dir: Option<&PathBuf>, needed: usize) -> Result<(Split, String)> {
-    let dir = data::resolve_dir(data_dir.map(|p| p.as_path()));
+fn images(data_dir: Option<&Path>, needed: usize) -> Result<(Split, String)> {
+    let dir = data::resolve_dir(data_dir);
     if dir.is_dir() {
         let train = Cifar10::load(&dir)?.train;
         let repeats = needed.div_ceil(train.len()) as i64;

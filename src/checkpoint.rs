@@ -1,12 +1,21 @@
 //! Checkpoints: one safetensors file holding the weights, BatchNorm statistics, SGD
-//! velocities and, in its metadata, the training state as JSON. Written to a temporary file
-//! and renamed, so a crash leaves either the old or the new checkpoint, never half of one.
+//! velocities and, in its metadata, the training state as JSON; saving and restoring that
+//! state. Written atomically (see [`crate::run_dir::write_atomic`]), so a crash leaves either
+//! the old or the new checkpoint, never half of one.
 //!
 //! Tensor names: `model.<variable>` (e.g. `model.stage1.block1.conv2.weight`, shape
 //! `[out, in/groups, kh, kw]`; `model.stem.bn.running_mean`), `velocity.<variable>` for each
-//! trainable variable. Metadata keys: `format` and `state`.
+//! trainable variable. Metadata keys: `format` and `state`. All tensors are float32 in the
+//! standard (NCHW) layout, whatever memory format or device trained them.
+use crate::config::Experiment;
+use crate::metrics::EpochRow;
+use crate::network::Network;
+use crate::optim::Sgd;
+use crate::run_dir;
+use crate::schedule::LrRule;
 use anyhow::{bail, ensure, Context, Result};
 use safetensors::tensor::{Dtype, SafeTensors, TensorView};
+use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
 use std::path::Path;
 use tch::{nn, Kind, Tensor};
@@ -14,11 +23,85 @@ use tch::{nn, Kind, Tensor};
 pub const FORMAT: &str = "resnext-rs/1";
 pub const LAST: &str = "last.safetensors";
 pub const BEST: &str = "best.safetensors";
+const MODEL: &str = "model.";
+const VELOCITY: &str = "velocity.";
 
 /// Named tensors plus a JSON state, as read from or written to disk.
 pub struct Checkpoint {
     pub tensors: HashMap<String, Tensor>,
     pub state: serde_json::Value,
+}
+
+/// What the training loop remembers between steps; the state of every `last.safetensors`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct TrainState {
+    /// The epoch in progress (0-based), or the next one at an epoch boundary.
+    pub epoch: usize,
+    /// Steps of `epoch` already done (non-zero only after an interruption).
+    pub step: usize,
+    pub partial: EpochSums,
+    pub lr_rule: LrRule,
+    pub best_val_accuracy: Option<f64>,
+    pub history: Vec<EpochRow>,
+}
+
+impl TrainState {
+    /// The state before the first step of `experiment`.
+    pub fn new(experiment: &Experiment) -> Self {
+        TrainState {
+            epoch: 0,
+            step: 0,
+            partial: EpochSums::default(),
+            lr_rule: LrRule::new(experiment.lr_schedule.clone(), experiment.optimizer.lr),
+            best_val_accuracy: None,
+            history: vec![],
+        }
+    }
+}
+
+/// Running sums over the steps of the epoch in progress.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct EpochSums {
+    pub loss: f64,
+    pub ce: f64,
+    pub correct: f64,
+    pub seen: usize,
+    pub seconds: f64,
+}
+
+/// Writes the training state: weights, BN statistics, velocities and `state`.
+pub fn save_training(path: &Path, state: &TrainState, network: &Network, sgd: &Sgd) -> Result<()> {
+    let mut tensors = Checkpoint::model_tensors(&network.vs);
+    for (name, velocity) in sgd.velocities() {
+        tensors.insert(format!("{VELOCITY}{name}"), velocity.shallow_clone());
+    }
+    let had_one = path.exists();
+    Checkpoint { tensors, state: serde_json::to_value(state)? }.save(path).map_err(|error| {
+        let hint = if had_one { "the previous checkpoint is intact" } else { "no checkpoint was kept" };
+        anyhow::anyhow!("{error:#}; {hint}: free space and run again with --resume")
+    })
+}
+
+/// Loads a `last.safetensors` into the network and optimizer and returns its training state.
+pub fn restore_training(path: &Path, network: &Network, sgd: &mut Sgd) -> Result<TrainState> {
+    let checkpoint = Checkpoint::load(path)?;
+    checkpoint.restore_model(&network.vs, path)?;
+    for (name, velocity) in sgd.velocities_mut() {
+        let key = format!("{VELOCITY}{name}");
+        let saved =
+            checkpoint.tensors.get(&key).with_context(|| format!("checkpoint {} has no {key}", path.display()))?;
+        ensure!(saved.size() == velocity.size(), "checkpoint {}: {key} has the wrong shape", path.display());
+        tch::no_grad(|| velocity.copy_(saved));
+    }
+    serde_json::from_value(checkpoint.state)
+        .with_context(|| format!("checkpoint {}: training state is malformed", path.display()))
+}
+
+/// Writes the weights of the epoch `row` as the run's best.
+pub fn save_best(path: &Path, network: &Network, experiment: &Experiment, row: &EpochRow) -> Result<()> {
+    let state =
+        serde_json::json!({"epoch": row.epoch, "val_accuracy": row.val_accuracy, "experiment": experiment.name});
+    Checkpoint { tensors: Checkpoint::model_tensors(&network.vs), state }.save(path)
 }
 
 /// A tensor as safetensors stores it: dtype, shape, little-endian bytes.
@@ -44,11 +127,8 @@ impl Checkpoint {
             .collect::<Result<_>>()?;
         let metadata =
             HashMap::from([("format".to_string(), FORMAT.to_string()), ("state".to_string(), self.state.to_string())]);
-        let tmp = path.with_extension("safetensors.tmp");
-        safetensors::serialize_to_file(views, &Some(metadata), &tmp)
-            .with_context(|| format!("cannot write checkpoint {}", tmp.display()))?;
-        std::fs::File::open(&tmp)?.sync_all()?;
-        std::fs::rename(&tmp, path).with_context(|| format!("cannot move checkpoint into place at {}", path.display()))
+        let bytes = safetensors::serialize(views, &Some(metadata))?;
+        run_dir::write_bytes(path, "checkpoint", &bytes)
     }
 
     pub fn load(path: &Path) -> Result<Self> {
@@ -88,7 +168,7 @@ impl Checkpoint {
         expected.sort();
         for name in expected {
             let mut var = variables[name].shallow_clone();
-            let Some(saved) = self.tensors.get(&format!("model.{name}")) else {
+            let Some(saved) = self.tensors.get(&format!("{MODEL}{name}")) else {
                 bail!(
                     "checkpoint {} has no tensor model.{name}: it was written for another model config",
                     origin.display()
@@ -103,11 +183,8 @@ impl Checkpoint {
             );
             tch::no_grad(|| var.copy_(saved));
         }
-        let extra = self
-            .tensors
-            .keys()
-            .filter(|k| k.starts_with("model.") && !variables.contains_key(&k["model.".len()..]))
-            .count();
+        let extra =
+            self.tensors.keys().filter(|k| k.starts_with(MODEL) && !variables.contains_key(&k[MODEL.len()..])).count();
         ensure!(
             extra == 0,
             "checkpoint {} has {extra} model tensors this model does not have (another model config?)",
@@ -118,7 +195,7 @@ impl Checkpoint {
 
     /// `model.<name>` for every variable of the VarStore.
     pub fn model_tensors(vs: &nn::VarStore) -> HashMap<String, Tensor> {
-        vs.variables().into_iter().map(|(name, t)| (format!("model.{name}"), t.detach())).collect()
+        vs.variables().into_iter().map(|(name, t)| (format!("{MODEL}{name}"), t.detach())).collect()
     }
 }
 

@@ -281,5 +281,15 @@ mod tests {
         assert!(err.contains("cosine"), "{err}");
         let err = format!("{:#}", Experiment::from_json(&text, &["model.name=vgg".into()]).unwrap_err());
         assert!(err.contains("vgg"), "{err}");
+        // Values the code could not honour are refused by name rather than ignored.
+        for (set, needle) in [
+            ("lr_schedule.monitor=val_accuracy", "lr_schedule.monitor"),
+            ("optimizer.name=adam", "optimizer.name"),
+            ("model.num_classes=100", "model.num_classes"),
+            ("optimizer.momentum=1.5", "optimizer.momentum"),
+        ] {
+            let err = format!("{:#}", Experiment::from_json(&text, &[set.into()]).unwrap_err());
+            assert!(err.contains(needle), "{set}: {err}");
+        }
     }
 }

@@ -1,11 +1,10 @@
-//! CIFAR-10, binary version: reading, validating, normalising, and fetching the official archive.
+//! CIFAR-10, binary version: reading, validating and normalising (`download` fetches it).
 //!
 //! Images stay as u8 (150 MB for all 60,000) and are normalised one batch at a time on the
 //! model's device. Normalising before or after the augmentation's bilinear resampling gives the
 //! same values (the weights sum to one), and the fill value 0 of normalised data is the mean
 //! colour, exactly as in the blog, where Keras normalises the whole array first.
 use anyhow::{bail, ensure, Context, Result};
-use std::io::Read;
 use std::path::{Path, PathBuf};
 use tch::{Device, Kind, Tensor};
 
@@ -22,9 +21,6 @@ pub const CLASSES: [&str; 10] =
 /// The blog's per-channel constants on the 0-255 scale (official CIFAR-10 train statistics).
 pub const MEAN: [f64; 3] = [125.307, 122.95, 113.865];
 pub const STD: [f64; 3] = [62.9932, 62.0887, 66.7048];
-
-pub const ARCHIVE_URL: &str = "https://www.cs.toronto.edu/~kriz/cifar-10-binary.tar.gz";
-pub const ARCHIVE_MD5: &str = "c32a1d4ab5d03f1284b67883e8d87530";
 
 /// Images as u8 `[N, 3, 32, 32]` and labels as i64 `[N]`, on one device.
 pub struct Split {
@@ -146,118 +142,6 @@ pub fn normalize(images: &Tensor) -> Tensor {
     (images.to_kind(Kind::Float) - constant(MEAN)) / constant(STD)
 }
 
-/// Fetches the official archive into `to`, checks its md5, and extracts the six batch files
-/// and the meta file into `to/cifar-10-batches-bin`. Nothing else in the archive is written.
-pub fn download(to: &Path) -> Result<PathBuf> {
-    let archive = to.join("cifar-10-binary.tar.gz");
-    if !archive.is_file() || md5_of(&archive)? != ARCHIVE_MD5 {
-        eprintln!("downloading {ARCHIVE_URL} (162 MB) to {}", archive.display());
-        fetch_checked(ARCHIVE_URL, &archive, ARCHIVE_MD5)?;
-    }
-    extract(&archive, to)
-}
-
-/// Downloads `url` to `target` through a `.part` file that is renamed only when its md5 is
-/// `md5`; on a mismatch or a broken download the partial file is deleted.
-pub fn fetch_checked(url: &str, target: &Path, md5: &str) -> Result<()> {
-    if let Some(parent) = target.parent() {
-        std::fs::create_dir_all(parent).with_context(|| format!("cannot create {}", parent.display()))?;
-    }
-    let partial = target.with_extension("part");
-    let result = (|| {
-        let response = ureq::get(url).call().with_context(|| format!("cannot download {url}"))?;
-        let length = response.header("Content-Length").and_then(|v| v.parse::<u64>().ok());
-        let bar = match length {
-            Some(n) if std::io::IsTerminal::is_terminal(&std::io::stderr()) => indicatif::ProgressBar::new(n)
-                .with_style(
-                    indicatif::ProgressStyle::with_template(
-                        "{bytes}/{total_bytes} [{bar:30}] {bytes_per_sec} ETA {eta}",
-                    )
-                    .expect("valid template"),
-                ),
-            _ => indicatif::ProgressBar::hidden(),
-        };
-        let mut file =
-            std::fs::File::create(&partial).with_context(|| format!("cannot create {}", partial.display()))?;
-        std::io::copy(&mut bar.wrap_read(response.into_reader()), &mut file)
-            .with_context(|| format!("download of {url} broke off"))?;
-        bar.finish_and_clear();
-        let got = md5_of(&partial)?;
-        ensure!(got == md5, "{url}: md5 {got} does not match the expected {md5}; the partial file was deleted");
-        Ok(())
-    })();
-    if result.is_err() {
-        let _ = std::fs::remove_file(&partial);
-    }
-    result?;
-    std::fs::rename(&partial, target).with_context(|| format!("cannot move the download to {}", target.display()))
-}
-
-pub fn md5_of(path: &Path) -> Result<String> {
-    use md5::{Digest, Md5};
-    let mut file = std::fs::File::open(path).with_context(|| format!("cannot open {}", path.display()))?;
-    let mut hasher = Md5::new();
-    let mut buffer = vec![0u8; 1 << 20];
-    loop {
-        let n = file.read(&mut buffer).with_context(|| format!("cannot read {}", path.display()))?;
-        if n == 0 {
-            break;
-        }
-        hasher.update(&buffer[..n]);
-    }
-    Ok(format!("{:x}", hasher.finalize()))
-}
-
-/// Extracts the expected members of a CIFAR-10 binary archive into `to/cifar-10-batches-bin`.
-/// Members are matched by their exact names. A member whose path could leave that folder
-/// (`..`, an absolute path) makes the whole archive refused before anything is written;
-/// other unexpected members (links, other files) are skipped.
-pub fn extract(archive: &Path, to: &Path) -> Result<PathBuf> {
-    let expected: Vec<String> =
-        TRAIN_FILES.iter().chain([&TEST_FILE, &META_FILE]).map(|f| format!("cifar-10-batches-bin/{f}")).collect();
-    let open = || -> Result<tar::Archive<flate2::read::GzDecoder<std::fs::File>>> {
-        let file = std::fs::File::open(archive).with_context(|| format!("cannot open {}", archive.display()))?;
-        Ok(tar::Archive::new(flate2::read::GzDecoder::new(file)))
-    };
-    // First pass: look at every name before writing anything.
-    for entry in open()?.entries().with_context(|| format!("{} is not a tar.gz archive", archive.display()))? {
-        let entry = entry.with_context(|| format!("{} is not a valid tar.gz archive", archive.display()))?;
-        let path = entry.path()?.to_path_buf();
-        let escapes = path.is_absolute() || path.components().any(|c| matches!(c, std::path::Component::ParentDir));
-        ensure!(
-            !escapes,
-            "{}: refusing archive member {} (its path leaves the target folder)",
-            archive.display(),
-            path.display()
-        );
-    }
-    let out_dir = to.join("cifar-10-batches-bin");
-    std::fs::create_dir_all(&out_dir).with_context(|| format!("cannot create {}", out_dir.display()))?;
-    let mut found = 0;
-    for entry in open()?.entries()? {
-        let mut entry = entry?;
-        let name = entry.path()?.to_string_lossy().to_string();
-        if !entry.header().entry_type().is_file() || !expected.contains(&name) {
-            if !entry.header().entry_type().is_dir() {
-                eprintln!("note: skipping unexpected archive member {name}");
-            }
-            continue;
-        }
-        let target = out_dir.join(Path::new(&name).file_name().expect("expected names have a file name"));
-        let mut bytes = Vec::new();
-        entry.read_to_end(&mut bytes)?;
-        std::fs::write(&target, bytes).with_context(|| format!("cannot write {}", target.display()))?;
-        found += 1;
-    }
-    ensure!(
-        found == expected.len(),
-        "{} holds {found} of the {} expected CIFAR-10 files",
-        archive.display(),
-        expected.len()
-    );
-    Ok(out_dir)
-}
-
 /// Loads `dir` and reports counts and per-channel statistics (for `resnext data check`).
 pub fn describe(dir: &Path) -> Result<String> {
     let start = std::time::Instant::now();
@@ -277,40 +161,8 @@ pub fn describe(dir: &Path) -> Result<String> {
 }
 
 #[cfg(test)]
-pub mod tests {
+mod tests {
     use super::*;
-
-    /// The shared test copy of CIFAR-10 (`$CIFAR10_DIR` or `../shared/cifar10/...`).
-    pub fn test_data_dir() -> PathBuf {
-        std::env::var_os("CIFAR10_DIR")
-            .map(PathBuf::from)
-            .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/cifar10/cifar-10-batches-bin"))
-    }
-
-    #[test]
-    fn loads_the_real_dataset_with_the_published_statistics() {
-        let start = std::time::Instant::now();
-        let data = Cifar10::load(&test_data_dir()).unwrap();
-        eprintln!("loaded 60,000 images in {:?}", start.elapsed());
-        assert_eq!(data.train.len(), 50_000);
-        assert_eq!(data.test.len(), 10_000);
-        assert_eq!(data.train.images.kind(), Kind::Uint8);
-        let train_counts = data.train.labels.bincount::<Tensor>(None, 10);
-        assert_eq!(Vec::<i64>::try_from(&train_counts).unwrap(), vec![5000; 10]);
-        let test_counts = data.test.labels.bincount::<Tensor>(None, 10);
-        assert_eq!(Vec::<i64>::try_from(&test_counts).unwrap(), vec![1000; 10]);
-        // Figures from the shared copy's README (0-255 scale, population std).
-        let pixels = data.train.images.to_kind(Kind::Double);
-        let mean = Vec::<f64>::try_from(pixels.mean_dim(&[0i64, 2, 3][..], false, Kind::Double)).unwrap();
-        let std = Vec::<f64>::try_from(pixels.std_correction(&[0i64, 2, 3][..], 0, false)).unwrap();
-        for (got, want) in mean.iter().zip([125.27, 122.93, 113.86]) {
-            assert!((got - want).abs() <= 0.01, "mean {mean:?}");
-        }
-        for (got, want) in std.iter().zip([62.57, 61.92, 66.48]) {
-            assert!((got - want).abs() <= 0.01, "std {std:?}");
-        }
-        assert_eq!(class_names(&test_data_dir())[0], "airplane");
-    }
 
     #[test]
     fn normalize_uses_the_blog_constants() {

@@ -1,11 +1,13 @@
 //! `resnext eval`: a trained run's test loss and accuracy, per class, and its confusion matrix.
+use crate::cli::EvalArgs;
 use crate::data::{self, Cifar10};
-use crate::network::{self, Network, Which};
+use crate::network::{self, Network};
 use crate::optim;
 use crate::plot;
+use crate::run_dir::{self, RunDir};
 use anyhow::Result;
 use serde::Serialize;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use tch::{Device, Kind, Tensor};
 
 #[derive(Debug, Serialize)]
@@ -19,26 +21,17 @@ pub struct Report {
     pub accuracy: f64,
     pub per_class_accuracy: Vec<(String, f64)>,
     pub confusion: Vec<[i64; 10]>,
-}
-
-pub struct EvalArgs {
-    pub run: PathBuf,
-    pub which: Which,
-    pub data_dir: Option<PathBuf>,
-    pub device: Device,
-    pub limit: Option<usize>,
-    /// Also write the logits of the evaluated images as JSON (for checking exports).
-    pub logits_json: Option<PathBuf>,
+    /// Where the confusion matrix figure was written.
+    pub confusion_png: String,
 }
 
 pub fn run(args: &EvalArgs) -> Result<Report> {
-    let (experiment, network) = Network::from_run(&args.run, args.which, args.device)?;
-    let data_dir = data::resolve_dir(args.data_dir.as_deref());
-    let test = Cifar10::load(&data_dir)?.test.first(args.limit.unwrap_or(usize::MAX)).to_device(args.device);
-    let (ce_loss, accuracy, logits) = network::evaluate(&network, &test, network::eval_batch_size(args.device));
-    let variables = network.vs.variables();
-    let kernels = variables.iter().filter(|(name, _)| optim::is_kernel(name)).map(|(_, w)| w);
-    let penalty = f64::try_from(optim::l2_penalty(kernels, experiment.optimizer.l2))?;
+    let (run, which, device) = (RunDir::new(&args.run), args.checkpoint.checkpoint, args.device.device);
+    let (experiment, network) = Network::from_run(&run, which, device)?;
+    let data_dir = data::resolve_dir(args.data.data_dir.as_deref());
+    let test = Cifar10::load(&data_dir)?.test.first(args.limit.unwrap_or(usize::MAX)).to_device(device);
+    let (ce_loss, accuracy, logits) = network::evaluate(&network, &test, network::eval_batch_size(device));
+    let penalty = f64::try_from(optim::l2_penalty(network.kernels().iter(), experiment.optimizer.l2))?;
 
     let labels = Vec::<i64>::try_from(test.labels.to_device(Device::Cpu))?;
     let predicted = Vec::<i64>::try_from(logits.argmax(-1, false).to_device(Device::Cpu))?;
@@ -52,9 +45,9 @@ pub fn run(args: &EvalArgs) -> Result<Report> {
         .enumerate()
         .map(|(i, name)| (name.clone(), confusion[i][i] as f64 / confusion[i].iter().sum::<i64>().max(1) as f64))
         .collect();
-    let checkpoint = args.which.name().to_string();
+    let checkpoint = which.label().to_string();
     plot::confusion_matrix(
-        &args.run.join("confusion_matrix.png"),
+        &run.confusion_matrix(),
         &format!("{}: {checkpoint} checkpoint, test accuracy {:.2}%", experiment.name, 100.0 * accuracy),
         &confusion,
         &classes,
@@ -71,13 +64,14 @@ pub fn run(args: &EvalArgs) -> Result<Report> {
         accuracy,
         per_class_accuracy,
         confusion: confusion.to_vec(),
+        confusion_png: run.confusion_matrix().display().to_string(),
     })
 }
 
 fn write_logits(path: &Path, logits: &Tensor, labels: &[i64]) -> Result<()> {
     let rows: Vec<Vec<f32>> = Vec::<Vec<f32>>::try_from(logits.to_device(Device::Cpu).to_kind(Kind::Float))?;
     let json = serde_json::json!({"logits": rows, "labels": labels});
-    std::fs::write(path, json.to_string()).map_err(|e| anyhow::anyhow!("cannot write {}: {e}", path.display()))
+    run_dir::write_bytes(path, "the logits", json.to_string().as_bytes())
 }
 
 impl Report {
@@ -94,7 +88,7 @@ impl Report {
         for (name, accuracy) in &self.per_class_accuracy {
             text.push_str(&format!("  {name:<12} {:6.2}%\n", 100.0 * accuracy));
         }
-        text.push_str(&format!("\nconfusion matrix: {}/confusion_matrix.png", self.run));
+        text.push_str(&format!("\nconfusion matrix: {}", self.confusion_png));
         text
     }
 }

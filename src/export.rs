@@ -1,15 +1,20 @@
 //! `resnext export`: a TorchScript file for Python (`torch.jit.load`) plus a JSON file with
 //! what a user needs to feed it raw images: the normalisation constants and class names.
+use crate::cli::ExportArgs;
 use crate::data;
-use crate::network::{Network, Which};
+use crate::network::Network;
+use crate::run_dir::{self, RunDir};
 use anyhow::{Context, Result};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use tch::{CModule, Device, Kind, Tensor};
 
 /// Writes `<out>` (TorchScript, eval mode, NCHW float input of any batch size, logits out)
 /// and `<out>.json` beside it. Returns both paths.
-pub fn export(run: &Path, which: Which, out: &Path) -> Result<(PathBuf, PathBuf)> {
-    let (experiment, mut network) = Network::from_run(run, which, Device::Cpu)?;
+pub fn export(args: &ExportArgs) -> Result<(PathBuf, PathBuf)> {
+    let run = RunDir::new(&args.run);
+    let which = args.checkpoint.checkpoint;
+    let out = args.out.clone().unwrap_or_else(|| run.export());
+    let (experiment, mut network) = Network::from_run(&run, which, Device::Cpu)?;
     // tch traces only modules without trainable variables; the trace bakes the weights in.
     network.vs.freeze();
     let example = Tensor::zeros([2, 3, 32, 32], (Kind::Float, Device::Cpu));
@@ -21,11 +26,11 @@ pub fn export(run: &Path, which: Which, out: &Path) -> Result<(PathBuf, PathBuf)
     if let Some(parent) = out.parent().filter(|p| !p.as_os_str().is_empty()) {
         std::fs::create_dir_all(parent).with_context(|| format!("cannot create {}", parent.display()))?;
     }
-    module.save(out).with_context(|| format!("cannot write {}", out.display()))?;
+    run_dir::write_atomic(&out, "the TorchScript export", |tmp| Ok(module.save(tmp)?))?;
     let meta_path = PathBuf::from(format!("{}.json", out.display()));
     let meta = serde_json::json!({
         "experiment": experiment.name,
-        "checkpoint": which.name(),
+        "checkpoint": which.label(),
         "input": "float32 [N, 3, 32, 32], RGB, channel c = (pixel_0_255 - mean[c]) / std[c]",
         "output": "logits [N, 10]; softmax gives class probabilities",
         "mean": data::MEAN,

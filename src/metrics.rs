@@ -1,7 +1,7 @@
 //! Per-epoch metrics: one row per epoch in `metrics.csv`, Keras CSVLogger names first.
+use crate::run_dir;
 use anyhow::{Context, Result};
 use serde::{Deserialize, Serialize};
-use std::io::Write;
 use std::path::Path;
 
 pub const FILE: &str = "metrics.csv";
@@ -37,24 +37,17 @@ pub fn append(path: &Path, row: &EpochRow) -> Result<()> {
     Ok(())
 }
 
-/// Replaces the file with exactly `rows` (written to a temporary file, then renamed).
+/// Replaces the file with exactly `rows` (atomically).
 pub fn rewrite(path: &Path, rows: &[EpochRow]) -> Result<()> {
-    let tmp = path.with_extension("csv.tmp");
-    {
-        let file = std::fs::File::create(&tmp).with_context(|| format!("cannot create {}", tmp.display()))?;
-        let mut writer = csv::Writer::from_writer(file);
-        if rows.is_empty() {
-            writer.write_record(HEADER)?;
-        }
-        for row in rows {
-            writer.serialize(row)?;
-        }
-        let mut file =
-            writer.into_inner().map_err(|e| anyhow::anyhow!("cannot flush {}: {}", tmp.display(), e.error()))?;
-        file.flush()?;
-        file.sync_all()?;
+    let mut writer = csv::Writer::from_writer(Vec::new());
+    if rows.is_empty() {
+        writer.write_record(HEADER)?;
     }
-    std::fs::rename(&tmp, path).with_context(|| format!("cannot replace {}", path.display()))
+    for row in rows {
+        writer.serialize(row)?;
+    }
+    let bytes = writer.into_inner().map_err(|e| anyhow::anyhow!("cannot format {}: {}", path.display(), e.error()))?;
+    run_dir::write_bytes(path, "metrics", &bytes)
 }
 
 pub const HEADER: [&str; 10] = [

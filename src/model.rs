@@ -6,8 +6,46 @@
 //! defaults differ from Keras we follow Keras: BN eps 1e-3, momentum 0.99 (0.01 in torch
 //! terms), gamma 1 and beta 0; truncated he_normal weights; TensorFlow's 'same' padding.
 use crate::config::ModelConfig;
+use std::collections::HashSet;
 use tch::nn::{self, ModuleT};
 use tch::{Kind, Tensor};
+
+/// The VarStore group of conv and dense kernels: the weights Keras's `l2` regularizer applies
+/// to. The builder puts them there; the optimizer, the L2 penalty, `eval` and `summary` ask
+/// [`parameters`] (BatchNorm's gamma and beta stay in group 0 and get no penalty).
+pub const KERNELS: usize = 1;
+
+/// A trainable variable by name, and whether it is a kernel.
+#[derive(Debug)]
+pub struct Parameter {
+    pub name: String,
+    pub tensor: Tensor,
+    pub kernel: bool,
+}
+
+/// The trainable variables of `vs`, sorted by name.
+pub fn parameters(vs: &nn::VarStore) -> Vec<Parameter> {
+    let variables = vs.variables_.lock().expect("the VarStore lock is never poisoned");
+    // Groups are recorded per tensor, names per name: the two meet on the tensor's storage.
+    let kernels: HashSet<usize> = variables
+        .trainable_variables
+        .iter()
+        .filter(|v| v.group == KERNELS)
+        .map(|v| v.tensor.data_ptr() as usize)
+        .collect();
+    let mut parameters: Vec<Parameter> = variables
+        .named_variables
+        .iter()
+        .filter(|(_, t)| t.requires_grad())
+        .map(|(name, t)| Parameter {
+            name: name.clone(),
+            tensor: t.shallow_clone(),
+            kernel: kernels.contains(&(t.data_ptr() as usize)),
+        })
+        .collect();
+    parameters.sort_by(|a, b| a.name.cmp(&b.name));
+    parameters
+}
 
 /// Where each bottleneck block sits: its input channels, grouped width f and stride.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -104,7 +142,7 @@ pub struct Conv {
 }
 
 pub fn conv(path: nn::Path, c_in: i64, c_out: i64, k: i64, stride: i64, groups: i64) -> Conv {
-    let weight = path.var("weight", &[c_out, c_in / groups, k, k], nn::Init::Const(0.0));
+    let weight = path.set_group(KERNELS).var("weight", &[c_out, c_in / groups, k, k], nn::Init::Const(0.0));
     he_normal_(&weight, (k * k * c_in / groups) as f64);
     Conv { weight, kernel: k, stride, groups }
 }
@@ -176,7 +214,7 @@ impl ModuleT for ConvBn {
 
 /// Keras `Dense(units, use_bias=False, kernel_initializer='he_normal')`.
 fn dense(path: &nn::Path, c_in: i64, c_out: i64) -> impl ModuleT {
-    let weight = path.var("weight", &[c_out, c_in], nn::Init::Const(0.0));
+    let weight = path.set_group(KERNELS).var("weight", &[c_out, c_in], nn::Init::Const(0.0));
     he_normal_(&weight, c_in as f64);
     nn::func_t(move |x, _train| x.matmul(&weight.tr()))
 }
@@ -203,183 +241,15 @@ fn he_normal_(weight: &Tensor, fan_in: f64) {
     tch::no_grad(|| weight.shallow_clone().copy_(&(z * std).to_kind(weight.kind()).to_device(weight.device())));
 }
 
-/// One line of the Keras-style summary table.
-#[derive(Debug, Clone, PartialEq)]
-pub struct SummaryRow {
-    pub name: String,
-    pub kind: String,
-    /// Keras's (None, H, W, C) convention.
-    pub output_shape: Vec<i64>,
-    pub params: i64,
-    pub non_trainable: i64,
-}
-
-/// The layers of a config with their output shapes and parameter counts, worked out from
-/// the architecture alone (no weights are allocated, so titu1994's 90M-parameter default
-/// prints instantly).
-pub fn summary(cfg: &ModelConfig) -> Vec<SummaryRow> {
-    let mut rows = Vec::new();
-    let mut size = 32;
-    let conv_row = |name: String, c_in: i64, c_out: i64, k: i64, stride: i64, groups: i64, out: i64| SummaryRow {
-        name,
-        kind: if groups > 1 {
-            format!("Conv2D {k}x{k}/{stride}, {groups} groups")
-        } else {
-            format!("Conv2D {k}x{k}/{stride}")
-        },
-        output_shape: vec![out, out, c_out],
-        params: c_out * (c_in / groups) * k * k,
-        non_trainable: 0,
-    };
-    let bn_row = |name: String, c: i64, out: i64| SummaryRow {
-        name,
-        kind: "BatchNormalization".into(),
-        output_shape: vec![out, out, c],
-        params: 4 * c,
-        non_trainable: 2 * c,
-    };
-    rows.push(conv_row("stem.conv".into(), 3, STEM_CHANNELS, 3, 1, 1, size));
-    rows.push(bn_row("stem.bn".into(), STEM_CHANNELS, size));
-    for spec in block_specs(cfg) {
-        let prefix = format!("stage{}.block{}", spec.stage, spec.index);
-        let BlockSpec { in_channels, width: f, stride, .. } = spec;
-        let out = size / stride;
-        if in_channels != 2 * f {
-            rows.push(conv_row(format!("{prefix}.shortcut_conv"), in_channels, 2 * f, 1, stride, 1, out));
-            rows.push(bn_row(format!("{prefix}.shortcut_bn"), 2 * f, out));
-        }
-        rows.push(conv_row(format!("{prefix}.conv1"), in_channels, f, 1, 1, 1, size));
-        rows.push(bn_row(format!("{prefix}.bn1"), f, size));
-        rows.push(conv_row(format!("{prefix}.conv2"), f, f, 3, stride, cfg.cardinality as i64, out));
-        rows.push(bn_row(format!("{prefix}.bn2"), f, out));
-        rows.push(conv_row(format!("{prefix}.conv3"), f, 2 * f, 1, 1, 1, out));
-        rows.push(bn_row(format!("{prefix}.bn3"), 2 * f, out));
-        rows.push(SummaryRow {
-            name: format!("{prefix}.add_relu"),
-            kind: "Add + ReLU".into(),
-            output_shape: vec![out, out, 2 * f],
-            params: 0,
-            non_trainable: 0,
-        });
-        size = out;
-    }
-    let features = rows.last().expect("rows").output_shape[2];
-    rows.push(SummaryRow {
-        name: "pool".into(),
-        kind: "GlobalAveragePooling2D".into(),
-        output_shape: vec![features],
-        params: 0,
-        non_trainable: 0,
-    });
-    let classes = cfg.num_classes as i64;
-    rows.push(SummaryRow {
-        name: "fc".into(),
-        kind: "Dense (no bias)".into(),
-        output_shape: vec![classes],
-        params: features * classes,
-        non_trainable: 0,
-    });
-    rows
-}
-
-/// (total, trainable, non-trainable) as Keras counts them: BN moving statistics are
-/// non-trainable parameters.
-pub fn param_totals(rows: &[SummaryRow]) -> (i64, i64, i64) {
-    let total: i64 = rows.iter().map(|r| r.params).sum();
-    let non_trainable: i64 = rows.iter().map(|r| r.non_trainable).sum();
-    (total, total - non_trainable, non_trainable)
-}
-
-/// The same three totals read off a built VarStore.
-pub fn var_store_totals(vs: &nn::VarStore) -> (i64, i64, i64) {
-    let total: i64 = vs.variables().values().map(|t| t.numel() as i64).sum();
-    let trainable: i64 = vs.trainable_variables().iter().map(|t| t.numel() as i64).sum();
-    (total, trainable, total - trainable)
-}
-
-/// Formats the table and totals the way `model.summary()` does.
-pub fn format_summary(title: &str, rows: &[SummaryRow]) -> String {
-    let thousands = |n: i64| {
-        let digits = n.to_string();
-        let mut out = String::new();
-        for (i, ch) in digits.chars().enumerate() {
-            if i > 0 && (digits.len() - i).is_multiple_of(3) {
-                out.push(',');
-            }
-            out.push(ch);
-        }
-        out
-    };
-    let line = "=".repeat(98);
-    let mut text = format!(
-        "Model: {title}\n{}\n{:<30}{:<32}{:<24}{:>12}\n{line}\n",
-        "_".repeat(98),
-        "Layer",
-        "Type",
-        "Output Shape",
-        "Param #"
-    );
-    for row in rows {
-        let dims: Vec<String> = row.output_shape.iter().map(|d| d.to_string()).collect();
-        let shape = format!("(None, {})", dims.join(", "));
-        text.push_str(&format!("{:<30}{:<32}{:<24}{:>12}\n", row.name, row.kind, shape, thousands(row.params)));
-    }
-    let (total, trainable, non_trainable) = param_totals(rows);
-    text.push_str(&format!(
-        "{line}\nTotal params: {}\nTrainable params: {}\nNon-trainable params: {}\n{}\n",
-        thousands(total),
-        thousands(trainable),
-        thousands(non_trainable),
-        "_".repeat(98)
-    ));
-    text
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::Experiment;
+    use crate::testing::{floats, keras_reference, numbers};
     use serde_json::Value;
     use tch::Device;
 
-    fn blog_model() -> ModelConfig {
-        ModelConfig { name: "resnext".into(), depth: 29, cardinality: 8, width: 16, num_classes: 10 }
-    }
-
-    fn reference(name: &str) -> Value {
-        let path = format!("{}/../shared/keras_reference/{name}", env!("CARGO_MANIFEST_DIR"));
-        serde_json::from_str(&std::fs::read_to_string(&path).expect(&path)).unwrap()
-    }
-
-    fn floats(v: &Value) -> Vec<f32> {
-        v.as_array().unwrap().iter().map(|x| x.as_f64().unwrap() as f32).collect()
-    }
-
     fn shape(v: &Value) -> Vec<i64> {
-        v.as_array().unwrap().iter().map(|x| x.as_i64().unwrap()).collect()
-    }
-
-    #[test]
-    fn blog_network_has_the_keras_parameter_counts() {
-        let rows = summary(&blog_model());
-        assert_eq!(param_totals(&rows), (5_671_872, 5_646_656, 25_216));
-        let text = format_summary("my_resnext", &rows);
-        assert!(text.contains("Total params: 5,671,872\n"), "{text}");
-        assert!(text.contains("Trainable params: 5,646,656\n"));
-        assert!(text.contains("Non-trainable params: 25,216\n"));
-        // The built network holds exactly what the table says.
-        let vs = nn::VarStore::new(Device::Cpu);
-        let _net = resnext(&vs.root(), &blog_model());
-        assert_eq!(var_store_totals(&vs), (5_671_872, 5_646_656, 25_216));
-    }
-
-    #[test]
-    fn titu1994_default_width_gives_its_published_total() {
-        let cfg = ModelConfig { width: 64, ..blog_model() };
-        assert_eq!(param_totals(&summary(&cfg)).0, 89_700_288);
-        let shipped =
-            Experiment::load(&format!("{}/experiments/resnext.json", env!("CARGO_MANIFEST_DIR")), &[]).unwrap();
-        assert_eq!(param_totals(&summary(&shipped.model)).0, 5_671_872);
+        numbers(v).into_iter().map(|x| x as i64).collect()
     }
 
     #[test]
@@ -391,6 +261,24 @@ mod tests {
         let logits = net.forward_t(&Tensor::randn([3, 3, 32, 32], (Kind::Float, Device::Cpu)), true);
         assert_eq!(logits.size(), vec![3, 10]);
         assert!(bool::try_from(logits.isfinite().all()).unwrap());
+    }
+
+    #[test]
+    fn the_builder_declares_every_conv_and_dense_weight_a_kernel_and_nothing_else() {
+        let cfg = ModelConfig { name: "resnext".into(), depth: 11, cardinality: 2, width: 2, num_classes: 10 };
+        let vs = nn::VarStore::new(Device::Cpu);
+        let _net = resnext(&vs.root(), &cfg);
+        let parameters = parameters(&vs);
+        let (kernels, others): (Vec<_>, Vec<_>) = parameters.iter().partition(|p| p.kernel);
+        // ResNeXt-11: stem conv, 3 blocks of 3 convs, 3 projection shortcuts, the dense layer.
+        assert_eq!(kernels.len(), 1 + 3 * 3 + 3 + 1, "{kernels:?}");
+        assert!(kernels.iter().all(|p| [2, 4].contains(&p.tensor.dim())), "kernels are 2-D or 4-D");
+        assert!(kernels.iter().any(|p| p.name == "fc.weight"));
+        // The rest are BatchNorm's gamma and beta, one pair per conv.
+        assert_eq!(others.len(), 2 * (kernels.len() - 1));
+        assert!(others
+            .iter()
+            .all(|p| p.tensor.dim() == 1 && (p.name.ends_with(".weight") || p.name.ends_with(".bias"))));
     }
 
     #[test]
@@ -428,7 +316,7 @@ mod tests {
 
     #[test]
     fn tf_same_padding_matches_tensorflow() {
-        let reference = reference("tf_same_padding.json");
+        let reference = keras_reference("tf_same_padding.json");
         for case in reference["conv2d"].as_array().unwrap() {
             let name = case["name"].as_str().unwrap();
             let (k, s) = (case["kernel_size"].as_i64().unwrap(), case["strides"].as_i64().unwrap());
@@ -463,7 +351,7 @@ mod tests {
 
     #[test]
     fn batch_norm_matches_keras_training_step() {
-        let reference = reference("tf_same_padding.json");
+        let reference = keras_reference("tf_same_padding.json");
         let bn_ref = &reference["batch_normalization"];
         assert_eq!(bn_ref["momentum"].as_f64(), Some(0.99));
         assert_eq!(bn_ref["epsilon"].as_f64(), Some(0.001));

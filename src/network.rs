@@ -3,10 +3,9 @@
 use crate::checkpoint::Checkpoint;
 use crate::config::Experiment;
 use crate::data::{self, Split};
-use crate::model;
-use crate::run_dir::RunDir;
+use crate::model::{self, Parameter};
+use crate::run_dir::{CheckpointName, RunDir};
 use anyhow::{ensure, Result};
-use std::path::Path;
 use tch::nn::{self, ModuleT};
 use tch::{Device, Kind, Tensor};
 
@@ -20,13 +19,13 @@ pub struct Network {
 }
 
 impl Network {
-    /// Builds the model of `experiment` on `device`, weights drawn from `seed`.
+    /// Builds the model of `experiment` on `device`, weights drawn from `experiment.seed`.
     ///
     /// On CPU the weights are stored channels-last: oneDNN's grouped and 1x1 convolutions
     /// are several times faster in that format than in the default one (see README,
     /// Performance). The values, names and checkpoints are the same either way.
-    pub fn new(experiment: &Experiment, device: Device, seed: u64) -> Network {
-        tch::manual_seed(seed as i64);
+    pub fn new(experiment: &Experiment, device: Device) -> Network {
+        tch::manual_seed(experiment.seed as i64);
         let vs = nn::VarStore::new(device);
         let net = model::resnext(&vs.root(), &experiment.model);
         let channels_last = device == Device::Cpu;
@@ -38,6 +37,31 @@ impl Network {
             }
         }
         Network { vs, net, channels_last }
+    }
+
+    /// Rebuilds a run's network from its `config.json` and loads its best or last weights.
+    pub fn from_run(run: &RunDir, which: CheckpointName, device: Device) -> Result<(Experiment, Network)> {
+        let experiment = run.load_experiment()?;
+        let path = run.checkpoint(which);
+        ensure!(
+            path.is_file(),
+            "{} has no {} yet: train at least one epoch first",
+            run.path().display(),
+            path.display()
+        );
+        let network = Network::new(&experiment, device);
+        Checkpoint::load(&path)?.restore_model(&network.vs, &path)?;
+        Ok((experiment, network))
+    }
+
+    /// The trainable variables, sorted by name, each marked kernel or not by the model.
+    pub fn parameters(&self) -> Vec<Parameter> {
+        model::parameters(&self.vs)
+    }
+
+    /// The conv and dense kernels: what the L2 penalty applies to.
+    pub fn kernels(&self) -> Vec<Tensor> {
+        self.parameters().into_iter().filter(|p| p.kernel).map(|p| p.tensor).collect()
     }
 }
 
@@ -54,41 +78,6 @@ impl ModuleT for Network {
         } else {
             self.net.forward_t(xs, train)
         }
-    }
-}
-
-/// Which checkpoint of a run to use for inference.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
-pub enum Which {
-    /// The epoch with the highest val_accuracy.
-    Best,
-    /// The latest checkpoint.
-    Last,
-}
-
-impl Which {
-    pub fn name(self) -> &'static str {
-        match self {
-            Which::Best => "best",
-            Which::Last => "last",
-        }
-    }
-}
-
-impl Network {
-    /// Rebuilds a run's network from its `config.json` and loads its best or last weights.
-    pub fn from_run(run: &Path, which: Which, device: Device) -> Result<(Experiment, Network)> {
-        let run_dir = RunDir(run.to_path_buf());
-        ensure!(run_dir.config().is_file(), "{} is not a run folder: it has no config.json", run.display());
-        let experiment = run_dir.load_experiment()?;
-        let path = match which {
-            Which::Best => run_dir.best(),
-            Which::Last => run_dir.last(),
-        };
-        ensure!(path.is_file(), "{} has no {} yet: train at least one epoch first", run.display(), path.display());
-        let network = Network::new(&experiment, device, experiment.seed);
-        Checkpoint::load(&path)?.restore_model(&network.vs, &path)?;
-        Ok((experiment, network))
     }
 }
 

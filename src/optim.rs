@@ -1,55 +1,59 @@
-//! Keras 2 SGD with Nesterov momentum and the L2 kernel penalty, written out so that its
-//! velocity buffers can be checkpointed.
+//! Keras 2 SGD with momentum (Nesterov or plain) and the L2 kernel penalty, written out so
+//! that its velocity buffers can be checkpointed.
 //!
 //! Keras's update (keras/optimizers.py, SGD.get_updates):
 //!     v = momentum * v - lr * g
-//!     p = p + momentum * v - lr * g
-//! With a constant lr this equals libtorch's SGD(nesterov); when the lr changes, Keras's
-//! velocity still carries the old lr for a while, and so does ours: we use Keras's form.
-//! The L2 term `l2 * sum(w^2)` of conv and dense kernels adds `2 * l2 * w` to their gradient
-//! (coupled weight decay 1e-3 for the blog's l2 5e-4); BatchNorm gamma/beta get none.
-use tch::{nn, Tensor};
+//!     p = p + momentum * v - lr * g      (nesterov=True)
+//!     p = p + v                          (nesterov=False)
+//! With a constant lr the Nesterov form equals libtorch's SGD(nesterov); when the lr changes,
+//! Keras's velocity still carries the old lr for a while, and so does ours: we use Keras's
+//! form. The L2 term `l2 * sum(w^2)` of conv and dense kernels adds `2 * l2 * w` to their
+//! gradient (coupled weight decay 1e-3 for the blog's l2 5e-4); BatchNorm gamma/beta get none.
+use crate::config::OptimizerConfig;
+use crate::model::Parameter;
+use tch::Tensor;
 
 pub struct Sgd {
-    pub momentum: f64,
-    pub l2: f64,
-    /// (name, parameter, velocity, decayed?) for every trainable variable, sorted by name.
-    pub slots: Vec<Slot>,
+    momentum: f64,
+    nesterov: bool,
+    l2: f64,
+    /// Every trainable variable, sorted by name, with its velocity.
+    slots: Vec<(Parameter, Tensor)>,
     /// momentum, 2 * l2 and -lr as 0-dim tensors on the parameters' device, for the fused
     /// multiply-adds (set with `fill_`, which copies nothing from the host).
     coefficients: [Tensor; 3],
 }
 
-pub struct Slot {
-    pub name: String,
-    pub param: Tensor,
-    pub velocity: Tensor,
-    pub decayed: bool,
-}
-
-/// Conv and dense kernels are the variables named `weight` outside BatchNorm layers.
-pub fn is_kernel(name: &str) -> bool {
-    name.ends_with(".weight")
-        && !name.rsplit('.').nth(1).is_some_and(|layer| layer.starts_with("bn") || layer.ends_with("_bn"))
-}
-
 impl Sgd {
-    pub fn new(vs: &nn::VarStore, momentum: f64, l2: f64) -> Self {
-        let mut named: Vec<(String, Tensor)> = vs.variables().into_iter().filter(|(_, t)| t.requires_grad()).collect();
-        named.sort_by(|a, b| a.0.cmp(&b.0));
-        let slots = named
-            .into_iter()
-            .map(|(name, param)| Slot { decayed: is_kernel(&name), velocity: param.zeros_like(), name, param })
-            .collect();
-        let device = vs.device();
+    pub fn new(parameters: Vec<Parameter>, config: &OptimizerConfig) -> Self {
+        let device = parameters.first().map(|p| p.tensor.device()).unwrap_or(tch::Device::Cpu);
         let coefficient = |x: f64| Tensor::zeros([], (tch::Kind::Float, device)).fill_(x);
-        let coefficients = [coefficient(momentum), coefficient(2.0 * l2), coefficient(0.0)];
-        Sgd { momentum, l2, slots, coefficients }
+        let coefficients = [coefficient(config.momentum), coefficient(2.0 * config.l2), coefficient(0.0)];
+        let slots = parameters.into_iter().map(|p| {
+            let velocity = p.tensor.zeros_like();
+            (p, velocity)
+        });
+        Sgd {
+            momentum: config.momentum,
+            nesterov: config.nesterov,
+            l2: config.l2,
+            slots: slots.collect(),
+            coefficients,
+        }
+    }
+
+    /// (variable name, velocity) of every trainable variable, for checkpoints.
+    pub fn velocities(&self) -> impl Iterator<Item = (&str, &Tensor)> {
+        self.slots.iter().map(|(p, v)| (p.name.as_str(), v))
+    }
+
+    pub fn velocities_mut(&mut self) -> impl Iterator<Item = (&str, &mut Tensor)> {
+        self.slots.iter_mut().map(|(p, v)| (p.name.as_str(), v))
     }
 
     pub fn zero_grad(&mut self) {
-        for slot in &mut self.slots {
-            slot.param.zero_grad();
+        for (parameter, _) in &mut self.slots {
+            parameter.tensor.zero_grad();
         }
     }
 
@@ -60,24 +64,28 @@ impl Sgd {
         tch::no_grad(|| {
             let [momentum, two_l2, minus_lr] = &mut self.coefficients;
             let _ = minus_lr.fill_(-lr);
-            for slot in &mut self.slots {
-                let mut d = slot.param.grad();
+            for (parameter, velocity) in &mut self.slots {
+                let mut d = parameter.tensor.grad();
                 if !d.defined() {
                     continue;
                 }
-                if slot.decayed && self.l2 > 0.0 {
-                    let _ = d.addcmul_(&slot.param, two_l2); // d = g + 2 l2 w
+                if parameter.kernel && self.l2 > 0.0 {
+                    let _ = d.addcmul_(&parameter.tensor, two_l2); // d = g + 2 l2 w
                 }
-                let _ = slot.velocity.g_mul_scalar_(self.momentum).addcmul_(&d, minus_lr); // v = mu v - lr d
-                let _ = slot.param.addcmul_(&slot.velocity, momentum).addcmul_(&d, minus_lr);
+                let _ = velocity.g_mul_scalar_(self.momentum).addcmul_(&d, minus_lr); // v = mu v - lr d
+                if self.nesterov {
+                    let _ = parameter.tensor.addcmul_(velocity, momentum).addcmul_(&d, minus_lr);
                 // p += mu v - lr d
+                } else {
+                    let _ = parameter.tensor.g_add_(velocity); // p += v
+                }
             }
         });
     }
 
     /// The penalty Keras adds to the reported loss, for the current weights.
     pub fn l2_penalty(&self) -> Tensor {
-        l2_penalty(self.slots.iter().filter(|s| s.decayed).map(|s| &s.param), self.l2)
+        l2_penalty(self.slots.iter().filter(|(p, _)| p.kernel).map(|(p, _)| &p.tensor), self.l2)
     }
 }
 
@@ -93,45 +101,53 @@ pub fn l2_penalty<'a>(kernels: impl Iterator<Item = &'a Tensor>, l2: f64) -> Ten
 #[cfg(test)]
 mod tests {
     use super::*;
-    use tch::{Device, Kind};
+    use crate::model::{self, KERNELS};
+    use tch::{nn, Device, Kind};
 
-    #[test]
-    fn kernels_are_decayed_and_batch_norm_is_not() {
-        assert!(is_kernel("stage1.block1.conv2.weight"));
-        assert!(is_kernel("stage2.block1.shortcut_conv.weight"));
-        assert!(is_kernel("fc.weight"));
-        assert!(!is_kernel("stage1.block1.bn2.weight"));
-        assert!(!is_kernel("stage2.block1.shortcut_bn.weight"));
-        assert!(!is_kernel("stem.bn.bias"));
+    /// Trains a kernel `fc.weight` and a BatchNorm-like `bn.weight` on the quadratic loss
+    /// sum(k * w^2) with lr changes, and checks both against Keras's formulas in f64.
+    fn follows_keras(nesterov: bool) {
+        let vs = nn::VarStore::new(Device::Cpu);
+        let kernel = vs.root().sub("fc").set_group(KERNELS).var("weight", &[3], nn::Init::Const(0.0));
+        let gamma = vs.root().sub("bn").var("weight", &[3], nn::Init::Const(0.0));
+        let start = [1.0f64, -2.0, 0.5];
+        for w in [&kernel, &gamma] {
+            tch::no_grad(|| w.shallow_clone().copy_(&Tensor::from_slice(&start).to_kind(Kind::Float)));
+        }
+        let config = OptimizerConfig { name: "sgd".into(), lr: 0.1, momentum: 0.9, nesterov, l2: 5e-4 };
+        let mut sgd = Sgd::new(model::parameters(&vs), &config);
+        let k = [1.0, 0.3, 2.0];
+        // (parameter, its reference values and velocities, its L2 factor)
+        let mut reference = [(start, [0.0f64; 3], 5e-4), (start, [0.0f64; 3], 0.0)];
+        for (step, lr) in [0.1, 0.1, 0.01, 0.01, 0.001].into_iter().enumerate() {
+            sgd.zero_grad();
+            let weights = Tensor::from_slice(&k).to_kind(Kind::Float);
+            ((kernel.square() + gamma.square()) * weights).sum(Kind::Float).backward();
+            sgd.step(lr);
+            for (tensor, (p, v, l2)) in [&kernel, &gamma].into_iter().zip(&mut reference) {
+                for i in 0..3 {
+                    let g = 2.0 * k[i] * p[i] + 2.0 * *l2 * p[i];
+                    v[i] = 0.9 * v[i] - lr * g;
+                    p[i] += if nesterov { 0.9 * v[i] - lr * g } else { v[i] };
+                }
+                let got = Vec::<f32>::try_from(tensor).unwrap();
+                for i in 0..3 {
+                    assert!((got[i] as f64 - p[i]).abs() < 1e-5, "step {step}: {got:?} vs {p:?}");
+                }
+            }
+        }
+        let penalty = f64::try_from(sgd.l2_penalty()).unwrap();
+        let want: f64 = reference[0].0.iter().map(|x| x * x).sum::<f64>() * 5e-4;
+        assert!((penalty - want).abs() < 1e-7, "only the kernel is penalised: {penalty} vs {want}");
     }
 
     #[test]
     fn follows_the_keras_nesterov_update_including_lr_changes() {
-        let vs = nn::VarStore::new(Device::Cpu);
-        let w = vs.root().sub("fc").var("weight", &[3], nn::Init::Const(0.0));
-        tch::no_grad(|| w.shallow_clone().copy_(&Tensor::from_slice(&[1.0f32, -2.0, 0.5])));
-        let mut sgd = Sgd::new(&vs, 0.9, 5e-4);
-        // Reference: Keras's formulas in f64 on a quadratic loss sum(w^2 * k).
-        let k = [1.0, 0.3, 2.0];
-        let mut p = [1.0f64, -2.0, 0.5];
-        let mut v = [0.0f64; 3];
-        for (step, lr) in [0.1, 0.1, 0.01, 0.01, 0.001].into_iter().enumerate() {
-            sgd.zero_grad();
-            let loss = (w.square() * Tensor::from_slice(&k).to_kind(Kind::Float)).sum(Kind::Float);
-            loss.backward();
-            sgd.step(lr);
-            for i in 0..3 {
-                let g = 2.0 * k[i] * p[i] + 2.0 * 5e-4 * p[i];
-                v[i] = 0.9 * v[i] - lr * g;
-                p[i] += 0.9 * v[i] - lr * g;
-            }
-            let got = Vec::<f32>::try_from(&w).unwrap();
-            for i in 0..3 {
-                assert!((got[i] as f64 - p[i]).abs() < 1e-5, "step {step}: {got:?} vs {p:?}");
-            }
-        }
-        let penalty = f64::try_from(sgd.l2_penalty()).unwrap();
-        let want: f64 = p.iter().map(|x| x * x).sum::<f64>() * 5e-4;
-        assert!((penalty - want).abs() < 1e-7);
+        follows_keras(true);
+    }
+
+    #[test]
+    fn follows_the_keras_plain_momentum_update_when_nesterov_is_off() {
+        follows_keras(false);
     }
 }

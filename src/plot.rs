@@ -1,7 +1,10 @@
 //! The blog's figures as PNGs: training/test accuracy and loss per epoch for the runs being
 //! compared, the learning rate of plateau runs, and a confusion matrix for `eval`.
+use crate::config::LrSchedule;
 use crate::metrics::{self, EpochRow};
+use crate::run_dir::{self, RunDir};
 use anyhow::{anyhow, Context, Result};
+use plotters::coord::Shift;
 use plotters::prelude::*;
 use serde::Deserialize;
 use std::path::{Path, PathBuf};
@@ -46,10 +49,30 @@ pub struct RunCurves {
 }
 
 pub fn read_run(dir: &Path) -> Result<RunCurves> {
-    let rows = metrics::read(&dir.join(metrics::FILE))?;
+    let run = RunDir::new(dir);
+    let rows = metrics::read(&run.metrics())?;
     let name = dir.file_name().map(|n| n.to_string_lossy().to_string()).unwrap_or_else(|| dir.display().to_string());
-    let config = std::fs::read_to_string(dir.join("config.json")).unwrap_or_default();
-    Ok(RunCurves { name, rows, plateau: config.contains("reduce_on_plateau") })
+    let experiment = run.load_experiment()?;
+    Ok(RunCurves { name, rows, plateau: matches!(experiment.lr_schedule, LrSchedule::ReduceOnPlateau { .. }) })
+}
+
+/// Draws a `width` x `height` figure with `draw` and writes it to `path` as a PNG.
+fn write_png(
+    path: &Path,
+    (width, height): (u32, u32),
+    draw: impl FnOnce(&DrawingArea<BitMapBackend, Shift>) -> Result<()>,
+) -> Result<()> {
+    use image::ImageEncoder;
+    let mut pixels = vec![0u8; (width * height * 3) as usize];
+    {
+        let root = BitMapBackend::with_buffer(&mut pixels, (width, height)).into_drawing_area();
+        root.fill(&WHITE).map_err(draw_error)?;
+        draw(&root)?;
+        root.present().map_err(draw_error)?;
+    }
+    let mut png = Vec::new();
+    image::codecs::png::PngEncoder::new(&mut png).write_image(&pixels, width, height, image::ColorType::Rgb8)?;
+    run_dir::write_bytes(path, "figure", &png)
 }
 
 /// `resnext plot`: a results root (holding run folders) is drawn per comparison; run folders
@@ -97,9 +120,7 @@ type Panel = (&'static str, &'static str, fn(&EpochRow) -> f64);
 pub fn draw_comparison(name: &str, title: &str, runs: &[RunCurves], out: &Path) -> Result<Vec<PathBuf>> {
     register_font();
     let path = out.join(format!("{name}.png"));
-    {
-        let root = BitMapBackend::new(&path, (1600, 1200)).into_drawing_area();
-        root.fill(&WHITE).map_err(draw_error)?;
+    write_png(&path, (1600, 1200), |root| {
         let root = root.titled(title, (FONT, 34)).map_err(draw_error)?;
         let panels = root.split_evenly((2, 2));
         let series: [Panel; 4] = [
@@ -112,18 +133,15 @@ pub fn draw_comparison(name: &str, title: &str, runs: &[RunCurves], out: &Path) 
         for (panel, (caption, label, value)) in panels.iter().zip(series) {
             line_chart(panel, caption, label, &all, value, false)?;
         }
-        root.present().map_err(draw_error)?;
-    }
+        Ok(())
+    })?;
     let mut written = vec![path];
     let plateau: Vec<&RunCurves> = runs.iter().filter(|r| r.plateau).collect();
     if !plateau.is_empty() {
         let path = out.join(format!("{name}_lr.png"));
-        {
-            let root = BitMapBackend::new(&path, (1000, 600)).into_drawing_area();
-            root.fill(&WHITE).map_err(draw_error)?;
-            line_chart(&root, &format!("Learning rate: {title}"), "lr", &plateau, |r| r.lr, true)?;
-            root.present().map_err(draw_error)?;
-        }
+        write_png(&path, (1000, 600), |root| {
+            line_chart(root, &format!("Learning rate: {title}"), "lr", &plateau, |r| r.lr, true)
+        })?;
         written.push(path);
     }
     Ok(written)
@@ -221,51 +239,51 @@ pub fn confusion_matrix(path: &Path, title: &str, counts: &[[i64; 10]; 10], clas
     use plotters::coord::ranged1d::SegmentValue;
     use plotters::style::text_anchor::{HPos, Pos, VPos};
     register_font();
-    let root = BitMapBackend::new(path, (1100, 1000)).into_drawing_area();
-    root.fill(&WHITE).map_err(draw_error)?;
-    let mut chart = ChartBuilder::on(&root)
-        .caption(title, (FONT, 28))
-        .margin(20)
-        .x_label_area_size(70)
-        .y_label_area_size(120)
-        .build_cartesian_2d((0i32..9).into_segmented(), (0i32..9).into_segmented())
-        .map_err(draw_error)?;
-    let name = |v: &SegmentValue<i32>, flip: bool| match v {
-        SegmentValue::CenterOf(i) | SegmentValue::Exact(i) => {
-            let index = if flip { 9 - *i } else { *i };
-            classes.get(index as usize).cloned().unwrap_or_default()
+    write_png(path, (1100, 1000), |root| {
+        let mut chart = ChartBuilder::on(root)
+            .caption(title, (FONT, 28))
+            .margin(20)
+            .x_label_area_size(70)
+            .y_label_area_size(120)
+            .build_cartesian_2d((0i32..9).into_segmented(), (0i32..9).into_segmented())
+            .map_err(draw_error)?;
+        let name = |v: &SegmentValue<i32>, flip: bool| match v {
+            SegmentValue::CenterOf(i) | SegmentValue::Exact(i) => {
+                let index = if flip { 9 - *i } else { *i };
+                classes.get(index as usize).cloned().unwrap_or_default()
+            }
+            SegmentValue::Last => String::new(),
+        };
+        chart
+            .configure_mesh()
+            .disable_mesh()
+            .x_desc("predicted class")
+            .y_desc("true class")
+            .label_style((FONT, 16))
+            .axis_desc_style((FONT, 20))
+            .x_label_formatter(&|x| name(x, false))
+            .y_label_formatter(&|y| name(y, true))
+            .draw()
+            .map_err(draw_error)?;
+        let row_max = counts.iter().map(|row| row.iter().sum::<i64>()).max().unwrap_or(1).max(1) as f64;
+        for (truth, row) in counts.iter().enumerate() {
+            for (predicted, &count) in row.iter().enumerate() {
+                let (x, y) = (predicted as i32, 9 - truth as i32);
+                let shade = (count as f64 / row_max).clamp(0.0, 1.0);
+                let fill = RGBColor((255.0 * (1.0 - 0.8 * shade)) as u8, (255.0 * (1.0 - 0.55 * shade)) as u8, 255);
+                let cell = [
+                    (SegmentValue::Exact(x), SegmentValue::Exact(y)),
+                    (SegmentValue::Exact(x + 1), SegmentValue::Exact(y + 1)),
+                ];
+                chart.draw_series(std::iter::once(Rectangle::new(cell, fill.filled()))).map_err(draw_error)?;
+                let text_color = if shade > 0.6 { WHITE } else { BLACK };
+                let style = TextStyle::from((FONT, 18).into_font())
+                    .color(&text_color)
+                    .pos(Pos::new(HPos::Center, VPos::Center));
+                let centre = (SegmentValue::CenterOf(x), SegmentValue::CenterOf(y));
+                chart.draw_series(std::iter::once(Text::new(count.to_string(), centre, style))).map_err(draw_error)?;
+            }
         }
-        SegmentValue::Last => String::new(),
-    };
-    chart
-        .configure_mesh()
-        .disable_mesh()
-        .x_desc("predicted class")
-        .y_desc("true class")
-        .label_style((FONT, 16))
-        .axis_desc_style((FONT, 20))
-        .x_label_formatter(&|x| name(x, false))
-        .y_label_formatter(&|y| name(y, true))
-        .draw()
-        .map_err(draw_error)?;
-    let row_max = counts.iter().map(|row| row.iter().sum::<i64>()).max().unwrap_or(1).max(1) as f64;
-    for (truth, row) in counts.iter().enumerate() {
-        for (predicted, &count) in row.iter().enumerate() {
-            let (x, y) = (predicted as i32, 9 - truth as i32);
-            let shade = (count as f64 / row_max).clamp(0.0, 1.0);
-            let fill = RGBColor((255.0 * (1.0 - 0.8 * shade)) as u8, (255.0 * (1.0 - 0.55 * shade)) as u8, 255);
-            let cell = [
-                (SegmentValue::Exact(x), SegmentValue::Exact(y)),
-                (SegmentValue::Exact(x + 1), SegmentValue::Exact(y + 1)),
-            ];
-            chart.draw_series(std::iter::once(Rectangle::new(cell, fill.filled()))).map_err(draw_error)?;
-            let text_color = if shade > 0.6 { WHITE } else { BLACK };
-            let style =
-                TextStyle::from((FONT, 18).into_font()).color(&text_color).pos(Pos::new(HPos::Center, VPos::Center));
-            let centre = (SegmentValue::CenterOf(x), SegmentValue::CenterOf(y));
-            chart.draw_series(std::iter::once(Text::new(count.to_string(), centre, style))).map_err(draw_error)?;
-        }
-    }
-    root.present().map_err(draw_error)?;
-    Ok(())
+        Ok(())
+    })
 }

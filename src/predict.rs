@@ -1,10 +1,12 @@
 //! `resnext predict`: the top-3 classes of any PNG or JPEG, resized to 32x32 when needed.
+use crate::cli::PredictArgs;
 use crate::data;
-use crate::network::{Network, Which};
+use crate::network::Network;
+use crate::run_dir::RunDir;
 use anyhow::{Context, Result};
 use std::path::Path;
 use tch::nn::ModuleT;
-use tch::{Device, Kind, Tensor};
+use tch::{Kind, Tensor};
 
 /// Reads an image as u8 `[1, 3, 32, 32]` (RGB; alpha dropped; bilinear resize).
 pub fn load_image(path: &Path) -> Result<Tensor> {
@@ -19,17 +21,13 @@ pub fn load_image(path: &Path) -> Result<Tensor> {
 }
 
 /// (class name, probability) of the three most likely classes of each image.
-pub fn predict(
-    run: &Path,
-    which: Which,
-    images: &[impl AsRef<Path>],
-    device: Device,
-) -> Result<Vec<Vec<(String, f64)>>> {
-    let (_, network) = Network::from_run(run, which, device)?;
-    images
+pub fn predict(args: &PredictArgs) -> Result<Vec<Vec<(String, f64)>>> {
+    let device = args.device.device;
+    let (_, network) = Network::from_run(&RunDir::new(&args.run), args.checkpoint.checkpoint, device)?;
+    args.images
         .iter()
         .map(|path| {
-            let x = data::normalize(&load_image(path.as_ref())?.to_device(device));
+            let x = data::normalize(&load_image(path)?.to_device(device));
             let probabilities = tch::no_grad(|| network.forward_t(&x, false).softmax(-1, Kind::Float)).squeeze_dim(0);
             let (values, indices) = probabilities.topk(3, -1, true, true);
             let values = Vec::<f64>::try_from(values.to_kind(Kind::Double))?;

@@ -1,12 +1,22 @@
-//! A run folder (`results/<run>/`): where each file lives, and small atomic writes.
+//! A run folder (`results/<run>/`): the files in it, the one atomic way they are written, and
+//! how `resnext train` plans a run (nothing written yet) and then records it.
+//!
+//! | file | written by |
+//! |---|---|
+//! | `config.json`, `run.json`, `command.txt` | [`RunPlan::record`] at the start of each `train` |
+//! | `metrics.csv` | [`crate::metrics`], a row per epoch |
+//! | `last.safetensors`, `best.safetensors` | [`crate::checkpoint`] |
+//! | `confusion_matrix.png` | `eval` |
+//! | `model.pt`, `model.pt.json` | `export` (default location) |
 use crate::checkpoint;
+use crate::cli::TrainArgs;
 use crate::config::Experiment;
 use crate::metrics;
-use anyhow::{Context, Result};
+use anyhow::{bail, ensure, Context, Result};
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
 
-/// How the data and device were chosen; saved as `run.json` next to `config.json`.
+/// How the data was limited; saved as `run.json` next to `config.json`.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct RunSettings {
     pub train_limit: Option<usize>,
@@ -14,40 +24,200 @@ pub struct RunSettings {
     pub amp: bool,
 }
 
-/// Files of a run folder.
-pub struct RunDir(pub PathBuf);
+/// Which of a run's checkpoints to use for inference.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum CheckpointName {
+    /// The epoch with the highest val_accuracy.
+    Best,
+    /// The latest checkpoint.
+    Last,
+}
 
-impl RunDir {
-    pub fn config(&self) -> PathBuf {
-        self.0.join("config.json")
-    }
-    pub fn settings(&self) -> PathBuf {
-        self.0.join("run.json")
-    }
-    pub fn metrics(&self) -> PathBuf {
-        self.0.join(metrics::FILE)
-    }
-    pub fn last(&self) -> PathBuf {
-        self.0.join(checkpoint::LAST)
-    }
-    pub fn best(&self) -> PathBuf {
-        self.0.join(checkpoint::BEST)
-    }
-    pub fn holds_run(&self) -> bool {
-        self.metrics().exists() || self.last().exists() || self.config().exists()
-    }
-    pub fn load_experiment(&self) -> Result<Experiment> {
-        Experiment::load(&self.config().to_string_lossy(), &[])
-    }
-    pub fn load_settings(&self) -> Result<RunSettings> {
-        let text = std::fs::read_to_string(self.settings())
-            .with_context(|| format!("cannot read {}", self.settings().display()))?;
-        serde_json::from_str(&text).with_context(|| format!("{} is malformed", self.settings().display()))
+impl CheckpointName {
+    pub fn label(self) -> &'static str {
+        match self {
+            CheckpointName::Best => "best",
+            CheckpointName::Last => "last",
+        }
     }
 }
 
-pub fn write_file(path: &Path, text: &str) -> Result<()> {
-    let tmp = path.with_extension("tmp");
-    std::fs::write(&tmp, text).with_context(|| format!("cannot write {}", tmp.display()))?;
-    std::fs::rename(&tmp, path).with_context(|| format!("cannot write {}", path.display()))
+/// The files of one run folder.
+#[derive(Debug, Clone)]
+pub struct RunDir {
+    path: PathBuf,
+}
+
+impl RunDir {
+    pub fn new(path: impl Into<PathBuf>) -> Self {
+        RunDir { path: path.into() }
+    }
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+    pub fn config(&self) -> PathBuf {
+        self.path.join("config.json")
+    }
+    pub fn settings(&self) -> PathBuf {
+        self.path.join("run.json")
+    }
+    pub fn commands(&self) -> PathBuf {
+        self.path.join("command.txt")
+    }
+    pub fn metrics(&self) -> PathBuf {
+        self.path.join(metrics::FILE)
+    }
+    pub fn checkpoint(&self, name: CheckpointName) -> PathBuf {
+        self.path.join(match name {
+            CheckpointName::Best => checkpoint::BEST,
+            CheckpointName::Last => checkpoint::LAST,
+        })
+    }
+    pub fn last(&self) -> PathBuf {
+        self.checkpoint(CheckpointName::Last)
+    }
+    pub fn best(&self) -> PathBuf {
+        self.checkpoint(CheckpointName::Best)
+    }
+    pub fn confusion_matrix(&self) -> PathBuf {
+        self.path.join("confusion_matrix.png")
+    }
+    /// Where `export` writes the TorchScript file unless told otherwise.
+    pub fn export(&self) -> PathBuf {
+        self.path.join("model.pt")
+    }
+
+    pub fn holds_run(&self) -> bool {
+        self.metrics().exists() || self.last().exists() || self.config().exists()
+    }
+
+    /// The run's saved config (`config.json`).
+    pub fn load_experiment(&self) -> Result<Experiment> {
+        ensure!(self.config().is_file(), "{} is not a run folder: it has no config.json", self.path.display());
+        Experiment::load(&self.config().to_string_lossy(), &[])
+    }
+
+    pub fn load_settings(&self) -> Result<RunSettings> {
+        let path = self.settings();
+        let text = std::fs::read_to_string(&path).with_context(|| format!("cannot read {}", path.display()))?;
+        serde_json::from_str(&text).with_context(|| format!("{} is malformed", path.display()))
+    }
+}
+
+/// Writes `path` so that a crash or a full disk leaves either the old file or the new one:
+/// `fill` writes the whole content to a temporary file beside it, which is synced to disk and
+/// renamed over `path`, then the folder is synced. On failure the temporary file is removed
+/// and the error names `what` and `path`.
+pub fn write_atomic(path: &Path, what: &str, fill: impl FnOnce(&Path) -> Result<()>) -> Result<()> {
+    let name = path.file_name().with_context(|| format!("{what} path {} has no file name", path.display()))?;
+    let tmp = path.with_file_name(format!("{}.tmp", name.to_string_lossy()));
+    let folder = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    let result = fill(&tmp).and_then(|()| {
+        std::fs::File::open(&tmp)?.sync_all()?;
+        std::fs::rename(&tmp, path)?;
+        std::fs::File::open(folder)?.sync_all()?;
+        Ok(())
+    });
+    result.map_err(|error| {
+        let _ = std::fs::remove_file(&tmp);
+        anyhow::anyhow!("cannot write {what} {}: {error:#}", path.display())
+    })
+}
+
+/// [`write_atomic`] of bytes already in memory.
+pub fn write_bytes(path: &Path, what: &str, bytes: &[u8]) -> Result<()> {
+    write_atomic(path, what, |tmp| Ok(std::fs::write(tmp, bytes)?))
+}
+
+/// What `resnext train` will do, resolved and checked before anything is written, so that a
+/// failed start leaves existing results as they were.
+pub struct RunPlan {
+    pub experiment: Experiment,
+    pub settings: RunSettings,
+    pub dir: RunDir,
+    /// Continue from the folder's last checkpoint.
+    pub resume: bool,
+    force: bool,
+}
+
+impl RunPlan {
+    /// Resolves the config (the saved one on --resume) and checks that the run folder may be
+    /// used.
+    pub fn new(args: &TrainArgs) -> Result<Self> {
+        let mut experiment = Experiment::load(&args.experiment.experiment, &args.experiment.set)?;
+        let dir = RunDir::new(args.out.clone().unwrap_or_else(|| Path::new("results").join(&experiment.name)));
+        let mut settings = RunSettings { train_limit: args.train_limit, test_limit: args.test_limit, amp: args.amp };
+        if args.resume && dir.config().exists() {
+            ensure!(
+                args.experiment.set.is_empty() && args.seed.is_none(),
+                "--resume continues {} with its saved config: --set and --seed cannot change it",
+                dir.path().display()
+            );
+            experiment = dir.load_experiment()?;
+            settings = dir.load_settings()?;
+        } else if dir.holds_run() && !args.force {
+            bail!(
+                "{} already holds a run: pass --resume to continue it or --force to start it again",
+                dir.path().display()
+            );
+        }
+        if let Some(seed) = args.seed {
+            experiment.seed = seed;
+        }
+        if let Some(epochs) = args.epochs {
+            ensure!(epochs > 0, "--epochs must be at least 1");
+            experiment.epochs = epochs;
+        }
+        if dir.path().exists() {
+            ensure!(dir.path().is_dir(), "--out {}: exists and is not a folder", dir.path().display());
+        }
+        let resume = args.resume && dir.last().exists();
+        Ok(RunPlan { experiment, settings, dir, resume, force: args.force })
+    }
+
+    /// Creates the run folder (clearing an old run with --force) and records the resolved
+    /// config, the data settings and the command line.
+    pub fn record(&self) -> Result<()> {
+        let dir = &self.dir;
+        std::fs::create_dir_all(dir.path())
+            .with_context(|| format!("cannot create the run folder {}", dir.path().display()))?;
+        if self.force {
+            for file in [dir.metrics(), dir.last(), dir.best()] {
+                if file.exists() {
+                    std::fs::remove_file(&file).with_context(|| format!("cannot remove {}", file.display()))?;
+                }
+            }
+        }
+        write_bytes(&dir.config(), "the run's config", self.experiment.to_pretty_json().as_bytes())?;
+        write_bytes(&dir.settings(), "the run's settings", serde_json::to_string_pretty(&self.settings)?.as_bytes())?;
+        let mut commands = std::fs::read_to_string(dir.commands()).unwrap_or_default();
+        commands.push_str(&std::env::args().collect::<Vec<_>>().join(" "));
+        commands.push('\n');
+        write_bytes(&dir.commands(), "the command log", commands.as_bytes())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_failed_atomic_write_keeps_the_old_file_removes_its_temporary_and_says_why() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("last.safetensors");
+        write_bytes(&path, "checkpoint", b"old").unwrap();
+        let error = write_atomic(&path, "checkpoint", |tmp| {
+            std::fs::write(tmp, b"half of the new")?;
+            Err(std::io::Error::from_raw_os_error(libc::ENOSPC).into())
+        })
+        .unwrap_err();
+        let message = format!("{error:#}");
+        assert!(message.starts_with("cannot write checkpoint ") && message.contains("last.safetensors"), "{message}");
+        assert!(message.contains("No space left on device"), "{message}");
+        assert_eq!(std::fs::read(&path).unwrap(), b"old");
+        let names: Vec<_> = std::fs::read_dir(dir.path()).unwrap().map(|e| e.unwrap().file_name()).collect();
+        assert_eq!(names, ["last.safetensors"], "the temporary file is gone");
+        write_bytes(&path, "checkpoint", b"new").unwrap();
+        assert_eq!(std::fs::read(&path).unwrap(), b"new");
+    }
 }

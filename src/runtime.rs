@@ -36,10 +36,11 @@ pub fn check_amp(amp: bool, device: Device) -> Result<()> {
 }
 
 /// One intra-op thread per core (libtorch's default may count hyper-threads or a cgroup's
-/// quota differently), and no inter-op pool: the network is one chain of operations.
+/// quota differently), and a single inter-op thread: the network is one chain of operations.
 pub fn configure_threads() {
     let cores = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
     tch::set_num_threads(cores as i32);
+    tch::set_num_interop_threads(1);
 }
 
 /// glibc serves large allocations (>= 128 KiB by default, growing up to 32 MiB) with fresh

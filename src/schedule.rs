@@ -71,20 +71,11 @@ impl LrRule {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use serde_json::Value;
-
-    fn reference(name: &str) -> Value {
-        let path = format!("{}/../shared/keras_reference/{name}", env!("CARGO_MANIFEST_DIR"));
-        serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap()
-    }
-
-    fn list(v: &Value) -> Vec<f64> {
-        v.as_array().unwrap().iter().map(|x| x.as_f64().unwrap()).collect()
-    }
+    use crate::testing::{keras_reference, numbers};
 
     #[test]
     fn reduce_on_plateau_replays_every_keras_case() {
-        let reference = reference("reduce_lr_on_plateau.json");
+        let reference = keras_reference("reduce_lr_on_plateau.json");
         for case in reference["cases"].as_array().unwrap() {
             let name = case["name"].as_str().unwrap();
             let args = &case["resolved_callback_args"];
@@ -98,10 +89,10 @@ mod tests {
                 min_lr: get("min_lr"),
             };
             let mut rule = LrRule::new(schedule, case["initial_lr"].as_f64().unwrap());
-            let expected = list(&case["expected_lr_at_epoch_start"]);
+            let expected = numbers(&case["expected_lr_at_epoch_start"]);
             let states = case["state_after_epoch_end"].as_array().unwrap();
             assert_eq!(rule.lr, expected[0], "{name}: initial lr");
-            for (epoch, val_loss) in list(&case["val_loss"]).into_iter().enumerate() {
+            for (epoch, val_loss) in numbers(&case["val_loss"]).into_iter().enumerate() {
                 assert_eq!(rule.lr_for_epoch(epoch), expected[epoch], "{name}: lr during epoch {epoch}");
                 rule.on_epoch_end(val_loss);
                 let after = expected[epoch + 1];
@@ -123,11 +114,11 @@ mod tests {
 
     #[test]
     fn step_schedule_matches_keras_for_all_301_epochs() {
-        let reference = reference("step_schedule.json");
+        let reference = keras_reference("step_schedule.json");
         let mut rule =
             LrRule::new(LrSchedule::Step { boundaries: vec![100, 200], values: vec![0.01, 0.001, 0.0001] }, 0.1);
         let epochs = reference["epochs"].as_array().unwrap();
-        let expected = list(&reference["expected_lr_during_epoch"]);
+        let expected = numbers(&reference["expected_lr_during_epoch"]);
         assert_eq!(epochs.len(), 301);
         for (epoch, want) in epochs.iter().zip(expected) {
             let epoch = epoch.as_u64().unwrap() as usize;

@@ -4,7 +4,7 @@ use common::*;
 
 #[test]
 fn info_reports_libtorch_and_cuda() {
-    let output = run(&["info"]);
+    let output = run_resnext(&["info"]);
     assert!(output.status.success(), "{}", stderr(&output));
     let text = stdout(&output);
     assert!(text.contains("libtorch: 2.11.0"), "{text}");
@@ -22,13 +22,13 @@ fn info_reports_libtorch_and_cuda() {
 
 #[test]
 fn summary_prints_the_keras_totals() {
-    let output = run(&["summary", "my_resnext"]);
+    let output = run_resnext(&["summary", "my_resnext"]);
     assert!(output.status.success(), "{}", stderr(&output));
     let text = stdout(&output);
     for line in ["Total params: 5,671,872", "Trainable params: 5,646,656", "Non-trainable params: 25,216"] {
         assert!(text.lines().any(|l| l == line), "missing {line:?} in\n{text}");
     }
     assert!(text.contains("stage2.block1.conv2") && text.contains("8 groups"), "{text}");
-    let wide = stdout(&run(&["summary", "resnext", "--set", "model.width=64"]));
+    let wide = stdout(&run_resnext(&["summary", "resnext", "--set", "model.width=64"]));
     assert!(wide.lines().any(|l| l == "Total params: 89,700,288"), "{wide}");
 }

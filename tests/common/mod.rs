@@ -1,5 +1,7 @@
 //! Helpers for the end-to-end tests: run the real binary on the real (shared) CIFAR-10.
 #![allow(dead_code)]
+use resnext::checkpoint::{Checkpoint, TrainState};
+use resnext::metrics::{self, EpochRow};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::sync::{Mutex, MutexGuard};
@@ -32,7 +34,7 @@ pub fn bin() -> Command {
     command
 }
 
-pub fn run(args: &[&str]) -> Output {
+pub fn run_resnext(args: &[&str]) -> Output {
     bin().args(args).output().expect("the resnext binary runs")
 }
 
@@ -55,7 +57,7 @@ pub fn train_tiny(out: &Path, extra: &[&str]) -> Output {
         }
     }
     args.extend_from_slice(extra);
-    run(&args)
+    run_resnext(&args)
 }
 
 /// Every file in a folder with its bytes, to prove a failed command changed nothing.
@@ -73,42 +75,36 @@ pub fn snapshot(dir: &Path) -> Vec<(String, Vec<u8>)> {
     files
 }
 
-/// The `model.*` and `velocity.*` tensors of a checkpoint, by name, as raw bytes.
-pub fn checkpoint_tensors(path: &Path) -> Vec<(String, Vec<u8>)> {
-    let bytes = std::fs::read(path).unwrap();
-    let header_len = u64::from_le_bytes(bytes[..8].try_into().unwrap()) as usize;
-    let header: serde_json::Value = serde_json::from_slice(&bytes[8..8 + header_len]).unwrap();
-    let data = &bytes[8 + header_len..];
-    let mut tensors: Vec<(String, Vec<u8>)> = header
-        .as_object()
-        .unwrap()
+/// Every tensor of a checkpoint (weights, BN statistics, velocities), by name, as exact f32
+/// values: two runs with the same list trained bit-identically.
+pub fn checkpoint_tensors(path: &Path) -> Vec<(String, Vec<u32>)> {
+    let checkpoint = Checkpoint::load(path).unwrap();
+    let mut tensors: Vec<(String, Vec<u32>)> = checkpoint
+        .tensors
         .iter()
-        .filter(|(name, _)| *name != "__metadata__")
-        .map(|(name, info)| {
-            let offsets = info["data_offsets"].as_array().unwrap();
-            let (a, b) = (offsets[0].as_u64().unwrap() as usize, offsets[1].as_u64().unwrap() as usize);
-            (name.clone(), data[a..b].to_vec())
+        .map(|(name, t)| {
+            (name.clone(), Vec::<f32>::try_from(t.flatten(0, -1)).unwrap().iter().map(|x| x.to_bits()).collect())
         })
         .collect();
     tensors.sort();
     tensors
 }
 
-pub fn checkpoint_state(path: &Path) -> serde_json::Value {
-    let bytes = std::fs::read(path).unwrap();
-    let header_len = u64::from_le_bytes(bytes[..8].try_into().unwrap()) as usize;
-    let header: serde_json::Value = serde_json::from_slice(&bytes[8..8 + header_len]).unwrap();
-    serde_json::from_str(header["__metadata__"]["state"].as_str().unwrap()).unwrap()
+/// The training state a checkpoint holds.
+pub fn checkpoint_state(path: &Path) -> TrainState {
+    serde_json::from_value(Checkpoint::load(path).unwrap().state).unwrap()
 }
 
-/// metrics.csv as rows of strings, after checking its header.
-pub fn metrics_rows(run: &Path) -> Vec<Vec<String>> {
-    let text = std::fs::read_to_string(run.join("metrics.csv")).unwrap();
+/// metrics.csv's rows, after checking that it has the header and no partial last line.
+pub fn metrics_rows(run: &Path) -> Vec<EpochRow> {
+    let path = run.join(metrics::FILE);
+    let text = std::fs::read_to_string(&path).unwrap();
     assert!(text.ends_with('\n'), "metrics.csv ends in a partial line:\n{text}");
-    let mut lines = text.lines();
-    assert_eq!(
-        lines.next().unwrap(),
-        "epoch,loss,accuracy,val_loss,val_accuracy,lr,ce_loss,val_ce_loss,epoch_seconds,images_per_second"
-    );
-    lines.map(|l| l.split(',').map(String::from).collect()).collect()
+    assert_eq!(text.lines().next().unwrap(), metrics::HEADER.join(","));
+    metrics::read(&path).unwrap()
+}
+
+/// What two runs that trained identically share in a row (everything but the timings).
+pub fn without_timings(row: &EpochRow) -> EpochRow {
+    EpochRow { epoch_seconds: 0.0, images_per_second: 0.0, ..row.clone() }
 }

@@ -1,0 +1,210 @@
+//! The command line: every subcommand's arguments as one clap `Args` struct; the groups that
+//! several commands share (experiment and `--set`, `--data-dir`, `--device`) are declared once
+//! here and flattened where they are used.
+use crate::bench::Mode;
+use crate::run_dir::CheckpointName;
+use crate::runtime;
+use clap::{Args, Parser, Subcommand};
+use std::path::PathBuf;
+use tch::Device;
+
+#[derive(Parser)]
+#[command(name = "resnext", version, long_about = None)]
+#[command(about = "Reproduce the Keras ResNeXt-29 (8x16d) CIFAR-10 study on libtorch")]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Subcommand)]
+pub enum Command {
+    /// Print libtorch's version, whether CUDA and cuDNN are available, the GPUs and CPU threads.
+    Info,
+    /// Print a Keras-style table of the experiment's network with its parameter totals.
+    Summary(ExperimentArgs),
+    /// Work with the CIFAR-10 data.
+    Data {
+        #[command(subcommand)]
+        command: DataCommand,
+    },
+    /// Train an experiment, writing metrics.csv and checkpoints to its run folder.
+    Train(TrainArgs),
+    /// Evaluate a run's checkpoint on the test set: loss, accuracy, per-class accuracy, confusion matrix PNG.
+    Eval(EvalArgs),
+    /// Draw the blog's figures (accuracy, loss, lr per epoch) as PNGs.
+    Plot(PlotArgs),
+    /// Export a run's network as TorchScript (for torch.jit.load) plus a JSON of its input constants.
+    Export(ExportArgs),
+    /// Measure images per second of the training step, evaluation or the data path (on real
+    /// CIFAR-10 images when the data folder exists, else on random ones: the speed is the same).
+    Bench(BenchArgs),
+    /// Classify PNG or JPEG images (resized to 32x32) and print the top-3 classes.
+    Predict(PredictArgs),
+}
+
+#[derive(Subcommand)]
+pub enum DataCommand {
+    /// Download the official CIFAR-10 binary archive (md5-checked) and extract its batch files.
+    Download {
+        /// Folder to put cifar-10-binary.tar.gz and cifar-10-batches-bin/ in.
+        #[arg(long, default_value = "data")]
+        to: PathBuf,
+    },
+    /// Load and validate a CIFAR-10 folder and print its size and per-channel statistics.
+    Check(DataDirArg),
+}
+
+/// An experiment config and edits to it.
+#[derive(Args, Debug, Clone, Default)]
+pub struct ExperimentArgs {
+    /// A config name from experiments/ (e.g. my_resnext) or a path to a JSON config.
+    pub experiment: String,
+    /// Override any config field, e.g. --set lr_schedule.patience=2 (repeatable; a training
+    /// run records the result in its config.json).
+    #[arg(long = "set", value_name = "KEY=VALUE")]
+    pub set: Vec<String>,
+}
+
+#[derive(Args, Debug, Clone, Default)]
+pub struct DataDirArg {
+    /// CIFAR-10 binary folder [default: $CIFAR10_DIR, else data/cifar-10-batches-bin].
+    #[arg(long, value_name = "DIR")]
+    pub data_dir: Option<PathBuf>,
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct DeviceArg {
+    /// auto (CUDA 0 when available), cpu, cuda or cuda:N.
+    #[arg(long, default_value = "auto", value_parser = runtime::parse_device)]
+    pub device: Device,
+}
+
+impl Default for DeviceArg {
+    fn default() -> Self {
+        DeviceArg { device: Device::Cpu }
+    }
+}
+
+#[derive(Args, Debug, Clone, Copy)]
+pub struct CheckpointArg {
+    /// Which checkpoint of the run to use.
+    #[arg(long, value_enum, default_value = "best")]
+    pub checkpoint: CheckpointName,
+}
+
+/// Everything `resnext train` takes from the command line.
+#[derive(Args, Debug, Clone, Default)]
+pub struct TrainArgs {
+    #[command(flatten)]
+    pub experiment: ExperimentArgs,
+    /// Number of epochs (overrides the config's `epochs`).
+    #[arg(long)]
+    pub epochs: Option<usize>,
+    /// Train on the first N training images only (quick runs).
+    #[arg(long, value_name = "N")]
+    pub train_limit: Option<usize>,
+    /// Evaluate on the first N test images only (quick runs).
+    #[arg(long, value_name = "N")]
+    pub test_limit: Option<usize>,
+    /// Run folder for metrics.csv, checkpoints and the saved config [default: results/<experiment>].
+    #[arg(long, value_name = "DIR")]
+    pub out: Option<PathBuf>,
+    #[command(flatten)]
+    pub data: DataDirArg,
+    #[command(flatten)]
+    pub device: DeviceArg,
+    /// Seed for weights, shuffles and augmentation (overrides the config's `seed`).
+    #[arg(long)]
+    pub seed: Option<u64>,
+    /// Continue the run in the run folder after its last checkpoint (starts it if there is none).
+    #[arg(long, conflicts_with = "force")]
+    pub resume: bool,
+    /// Start again, deleting the run folder's metrics and checkpoints.
+    #[arg(long)]
+    pub force: bool,
+    /// CUDA only: run the forward pass under bf16 autocast (faster, not what Keras did).
+    #[arg(long)]
+    pub amp: bool,
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct EvalArgs {
+    /// Run folder, e.g. results/my_resnext.
+    pub run: PathBuf,
+    #[command(flatten)]
+    pub checkpoint: CheckpointArg,
+    #[command(flatten)]
+    pub data: DataDirArg,
+    #[command(flatten)]
+    pub device: DeviceArg,
+    /// Evaluate the first N test images only.
+    #[arg(long, value_name = "N")]
+    pub limit: Option<usize>,
+    /// Also write the evaluated images' logits and labels to this JSON file.
+    #[arg(long, value_name = "FILE")]
+    pub logits_json: Option<PathBuf>,
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct PlotArgs {
+    /// A results folder (figures for each comparison in --comparisons whose runs exist)
+    /// or run folders (drawn together).
+    #[arg(required = true)]
+    pub paths: Vec<PathBuf>,
+    /// Folder for the PNGs.
+    #[arg(long, default_value = "plots")]
+    pub out: PathBuf,
+    /// Which runs are drawn together.
+    #[arg(long, default_value = "experiments/comparisons.json")]
+    pub comparisons: PathBuf,
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct ExportArgs {
+    /// Run folder, e.g. results/my_resnext.
+    pub run: PathBuf,
+    /// Output file [default: <run>/model.pt].
+    #[arg(long, value_name = "FILE")]
+    pub out: Option<PathBuf>,
+    #[command(flatten)]
+    pub checkpoint: CheckpointArg,
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct BenchArgs {
+    #[command(flatten)]
+    pub experiment: ExperimentArgs,
+    /// What to time.
+    #[arg(long, value_enum, default_value = "train")]
+    pub mode: Mode,
+    #[command(flatten)]
+    pub device: DeviceArg,
+    /// Batch size [default: the config's for train and data, the evaluation batch for eval].
+    #[arg(long)]
+    pub batch: Option<usize>,
+    /// Timed steps (the median is reported).
+    #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u64).range(1..))]
+    pub steps: u64,
+    /// Untimed steps first.
+    #[arg(long, default_value_t = 2)]
+    pub warmup: u64,
+    /// CUDA only: bf16 autocast.
+    #[arg(long)]
+    pub amp: bool,
+    #[command(flatten)]
+    pub data: DataDirArg,
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct PredictArgs {
+    /// Image files.
+    #[arg(required = true)]
+    pub images: Vec<PathBuf>,
+    /// Run folder whose checkpoint classifies.
+    #[arg(long, default_value = "results/demo")]
+    pub run: PathBuf,
+    #[command(flatten)]
+    pub checkpoint: CheckpointArg,
+    #[command(flatten)]
+    pub device: DeviceArg,
+}
