@@ -3,6 +3,7 @@
 //! run stops with the epoch and step; downloads and archives are checked.
 mod common;
 use common::*;
+use resnext::data::{META_FILE, TEST_FILE, TRAIN_FILES};
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::Output;
@@ -19,15 +20,8 @@ fn assert_fails_with(output: &Output, needles: &[&str]) {
 fn data_with(dir: &Path, file: &str, bytes: Option<Vec<u8>>) -> PathBuf {
     let data = dir.join("cifar");
     std::fs::create_dir_all(&data).unwrap();
-    for name in [
-        "data_batch_1.bin",
-        "data_batch_2.bin",
-        "data_batch_3.bin",
-        "data_batch_4.bin",
-        "data_batch_5.bin",
-        "test_batch.bin",
-    ] {
-        if name == file {
+    for name in TRAIN_FILES.iter().chain([&TEST_FILE]) {
+        if *name == file {
             if let Some(bytes) = &bytes {
                 std::fs::write(data.join(name), bytes).unwrap();
             }
@@ -98,17 +92,20 @@ fn malformed_configs_and_overrides_are_named() {
     for (name, text, needles) in cases {
         let path = dir.path().join(format!("{name}.json"));
         std::fs::write(&path, text).unwrap();
-        let output = run(&["summary", &path.display().to_string()]);
+        let output = run_resnext(&["summary", &path.display().to_string()]);
         let named = format!("{name}.json");
         assert_fails_with(&output, &[needles, &[named.as_str()]].concat());
     }
     let broken = dir.path().join("broken.json");
     std::fs::write(&broken, "{ not json").unwrap();
-    assert_fails_with(&run(&["summary", &broken.display().to_string()]), &["broken.json", "not valid JSON"]);
-    assert_fails_with(&run(&["summary", "no_such_experiment"]), &["no_such_experiment", "my_resnext"]);
-    assert_fails_with(&run(&["summary", &tiny(), "--set", "lr_schedule.patiense=2"]), &["patiense", "patience"]);
-    assert_fails_with(&run(&["summary", &tiny(), "--set", "epochs"]), &["key=value"]);
-    assert_fails_with(&run(&["train", &tiny(), "--device", "tpu", "--out", "/tmp/never"]), &["tpu"]);
+    assert_fails_with(&run_resnext(&["summary", &broken.display().to_string()]), &["broken.json", "not valid JSON"]);
+    assert_fails_with(&run_resnext(&["summary", "no_such_experiment"]), &["no_such_experiment", "my_resnext"]);
+    assert_fails_with(
+        &run_resnext(&["summary", &tiny(), "--set", "lr_schedule.patiense=2"]),
+        &["patiense", "patience"],
+    );
+    assert_fails_with(&run_resnext(&["summary", &tiny(), "--set", "epochs"]), &["key=value"]);
+    assert_fails_with(&run_resnext(&["train", &tiny(), "--device", "tpu", "--out", "/tmp/never"]), &["tpu"]);
 }
 
 #[test]
@@ -155,8 +152,49 @@ fn corrupt_and_mismatched_checkpoints_are_refused() {
     assert_eq!(snapshot(&run), before);
 }
 
+#[test]
+fn a_checkpoint_that_cannot_be_written_is_named_and_the_previous_one_kept() {
+    use std::os::unix::process::CommandExt;
+    let _guard = serial();
+    let dir = tempfile::tempdir().unwrap();
+    let run = existing_run(dir.path());
+    let last = run.join("last.safetensors");
+    let before = std::fs::read(&last).unwrap();
+    // The next checkpoint is as large as this one: a file-size limit one byte below it makes
+    // the kernel refuse the write part-way (EFBIG), as a full disk would (ENOSPC).
+    let limit = before.len() as libc::rlim_t - 1;
+    let out = run.display().to_string();
+    let mut command = bin();
+    command.args(["train", &tiny(), "--out", &out, "--train-limit", "320", "--test-limit", "100", "--device", "cpu"]);
+    command.args(["--resume", "--epochs", "2"]);
+    unsafe {
+        command.pre_exec(move || {
+            libc::signal(libc::SIGXFSZ, libc::SIG_IGN);
+            let rlimit = libc::rlimit { rlim_cur: limit, rlim_max: limit };
+            match libc::setrlimit(libc::RLIMIT_FSIZE, &rlimit) {
+                0 => Ok(()),
+                _ => Err(std::io::Error::last_os_error()),
+            }
+        });
+    }
+    let output = command.output().unwrap();
+    let message = format!("cannot write checkpoint {}: File too large (os error 27)", last.display());
+    assert_fails_with(
+        &output,
+        &[&message, "the previous checkpoint is intact: free space and run again with --resume"],
+    );
+    assert_eq!(std::fs::read(&last).unwrap(), before, "the previous checkpoint is untouched");
+    let leftovers: Vec<_> =
+        snapshot(&run).into_iter().map(|(name, _)| name).filter(|name| name.ends_with(".tmp")).collect();
+    assert!(leftovers.is_empty(), "temporary files left behind: {leftovers:?}");
+    assert_eq!(metrics_rows(&run).len(), 1);
+    let output = train_tiny(&run, &["--resume", "--epochs", "2", "--train-limit", "320", "--test-limit", "100"]);
+    assert!(output.status.success(), "{}", stderr(&output));
+    assert_eq!(metrics_rows(&run).len(), 2);
+}
+
 fn run_eval(run_dir: &Path, which: &str) -> Output {
-    run(&["eval", &run_dir.display().to_string(), "--checkpoint", which, "--device", "cpu", "--limit", "50"])
+    run_resnext(&["eval", &run_dir.display().to_string(), "--checkpoint", which, "--device", "cpu", "--limit", "50"])
 }
 
 #[test]
@@ -167,7 +205,7 @@ fn a_diverging_run_names_the_epoch_and_step_and_keeps_the_last_good_checkpoint()
     let schedule = r#"lr_schedule={"rule": "step", "boundaries": [1], "values": [0.05, 1e30]}"#;
     let output = train_tiny(&run, &["--epochs", "2", "--train-limit", "640", "--test-limit", "100", "--set", schedule]);
     assert_fails_with(&output, &["not finite at epoch 1 step", "last.safetensors"]);
-    assert_eq!(checkpoint_state(&run.join("last.safetensors"))["epoch"], 1, "the epoch-0 checkpoint stays");
+    assert_eq!(checkpoint_state(&run.join("last.safetensors")).epoch, 1, "the epoch-0 checkpoint stays");
     assert_eq!(metrics_rows(&run).len(), 1);
 }
 
@@ -220,15 +258,8 @@ fn sigkill_at_random_moments_loses_nothing() {
     let output = finish.output().unwrap();
     assert!(output.status.success(), "{}", stderr(&output));
     let rows = metrics_rows(&run_dir);
-    assert_eq!(
-        rows.iter().map(|r| r[0].as_str()).collect::<Vec<_>>(),
-        ["0", "1", "2", "3"],
-        "every epoch exactly once"
-    );
-    for row in &rows {
-        assert_eq!(row.len(), 10, "{row:?}");
-    }
-    assert_eq!(checkpoint_state(&run_dir.join("last.safetensors"))["epoch"], 4);
+    assert_eq!(rows.iter().map(|r| r.epoch).collect::<Vec<_>>(), [0, 1, 2, 3], "every epoch exactly once");
+    assert_eq!(checkpoint_state(&run_dir.join("last.safetensors")).epoch, 4);
     let output = run_eval(&run_dir, "last");
     assert!(output.status.success(), "the checkpoint loads: {}", stderr(&output));
 }
@@ -258,8 +289,9 @@ fn a_download_with_the_wrong_md5_is_deleted() {
     let dir = tempfile::tempdir().unwrap();
     let target = dir.path().join("cifar-10-binary.tar.gz");
     let url = serve_once(b"this is not the CIFAR-10 archive".to_vec());
-    let err = format!("{:#}", resnext::data::fetch_checked(&url, &target, resnext::data::ARCHIVE_MD5).unwrap_err());
-    assert!(err.contains("md5") && err.contains(resnext::data::ARCHIVE_MD5), "{err}");
+    let err =
+        format!("{:#}", resnext::download::fetch_checked(&url, &target, resnext::download::ARCHIVE_MD5).unwrap_err());
+    assert!(err.contains("md5") && err.contains(resnext::download::ARCHIVE_MD5), "{err}");
     assert!(std::fs::read_dir(dir.path()).unwrap().next().is_none(), "nothing is left behind");
 }
 
@@ -282,15 +314,7 @@ fn tar_gz(path: &Path, members: &[(&str, &[u8])]) {
 #[test]
 fn archive_members_outside_the_expected_set_are_refused() {
     let dir = tempfile::tempdir().unwrap();
-    let names = [
-        "data_batch_1.bin",
-        "data_batch_2.bin",
-        "data_batch_3.bin",
-        "data_batch_4.bin",
-        "data_batch_5.bin",
-        "test_batch.bin",
-        "batches.meta.txt",
-    ];
+    let names: Vec<&str> = TRAIN_FILES.iter().chain([&TEST_FILE, &META_FILE]).copied().collect();
     let good: Vec<(String, &[u8])> =
         names.iter().map(|n| (format!("cifar-10-batches-bin/{n}"), &b"data"[..])).collect();
     let mut members: Vec<(&str, &[u8])> = good.iter().map(|(n, b)| (n.as_str(), *b)).collect();
@@ -299,7 +323,7 @@ fn archive_members_outside_the_expected_set_are_refused() {
     let ok = dir.path().join("ok.tar.gz");
     tar_gz(&ok, &members);
     let to = dir.path().join("ok");
-    let out = resnext::data::extract(&ok, &to).unwrap();
+    let out = resnext::download::extract(&ok, &to).unwrap();
     assert_eq!(std::fs::read_dir(&out).unwrap().count(), 7, "only the expected files");
     assert!(!out.join("readme.html").exists());
 
@@ -307,7 +331,7 @@ fn archive_members_outside_the_expected_set_are_refused() {
     let evil = dir.path().join("evil.tar.gz");
     tar_gz(&evil, &members);
     let to = dir.path().join("target");
-    let err = format!("{:#}", resnext::data::extract(&evil, &to).unwrap_err());
+    let err = format!("{:#}", resnext::download::extract(&evil, &to).unwrap_err());
     assert!(err.contains("../escaped.txt") && err.contains("refusing"), "{err}");
     assert!(!dir.path().join("escaped.txt").exists());
     assert!(!to.exists(), "nothing is written from a refused archive");

@@ -1,66 +1,134 @@
-//! End-to-end training on real CIFAR-10 images: two epochs, resume after an epoch, resume
-//! after Ctrl-C in the middle of an epoch.
+//! End-to-end training on real CIFAR-10 images, and the commands that use a trained run:
+//! eval, predict, plot. One tiny two-epoch run is trained once and shared by the tests that
+//! only read it.
 mod common;
 use common::*;
 use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
 use std::process::Stdio;
+use std::sync::OnceLock;
 use std::time::Duration;
+
+/// A folder for this test process's runs, emptied on first use.
+fn scratch() -> &'static Path {
+    static DIR: OnceLock<PathBuf> = OnceLock::new();
+    DIR.get_or_init(|| {
+        let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join("train_cli");
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        dir
+    })
+}
+
+/// The shared run: tiny.json, 2 epochs on 3,000 training and 500 test images.
+fn trained_run() -> &'static Path {
+    static RUN: OnceLock<PathBuf> = OnceLock::new();
+    RUN.get_or_init(|| {
+        let run = scratch().join("run");
+        let output = train_tiny(&run, &[]);
+        assert!(output.status.success(), "{}", stderr(&output));
+        run
+    })
+}
+
+/// A second run, one epoch, with a command-line override of the config.
+fn overridden_run() -> &'static Path {
+    static RUN: OnceLock<PathBuf> = OnceLock::new();
+    RUN.get_or_init(|| {
+        let run = scratch().join("run2");
+        let output = train_tiny(&run, &["--epochs", "1", "--set", "lr_schedule.patience=3"]);
+        assert!(output.status.success(), "{}", stderr(&output));
+        run
+    })
+}
 
 #[test]
 fn trains_two_epochs_with_finite_losses_above_chance() {
     let _guard = serial();
-    let dir = tempfile::tempdir().unwrap();
-    let run_dir = dir.path().join("run");
-    let output = train_tiny(&run_dir, &[]);
-    assert!(output.status.success(), "{}", stderr(&output));
-    let rows = metrics_rows(&run_dir);
-    assert_eq!(rows.len(), 2);
-    for (epoch, row) in rows.iter().enumerate() {
-        assert_eq!(row[0], epoch.to_string());
-        let values: Vec<f64> = row.iter().map(|v| v.parse().unwrap()).collect();
+    let run = trained_run();
+    let rows = metrics_rows(run);
+    assert_eq!(rows.iter().map(|r| r.epoch).collect::<Vec<_>>(), [0, 1]);
+    for row in &rows {
+        let values = [row.loss, row.accuracy, row.val_loss, row.val_accuracy, row.lr, row.ce_loss, row.val_ce_loss];
         assert!(values.iter().all(|v| v.is_finite()), "{row:?}");
         // loss = cross-entropy + L2 penalty, as Keras reports it
-        assert!(values[1] > values[6] && values[3] > values[7], "{row:?}");
+        assert!(row.loss > row.ce_loss && row.val_loss > row.val_ce_loss, "{row:?}");
     }
-    let last: Vec<f64> = rows[1].iter().map(|v| v.parse().unwrap()).collect();
-    assert!(last[2] > 0.2, "training accuracy {} is not above chance (0.1)", last[2]);
-    assert!(last[4] > 0.2, "test accuracy {} is not above chance (0.1)", last[4]);
+    assert!(rows[1].accuracy > 0.2, "training accuracy {} is not above chance (0.1)", rows[1].accuracy);
+    assert!(rows[1].val_accuracy > 0.2, "test accuracy {} is not above chance (0.1)", rows[1].val_accuracy);
     for file in ["config.json", "run.json", "command.txt", "last.safetensors", "best.safetensors"] {
-        assert!(run_dir.join(file).is_file(), "{file} missing");
+        assert!(run.join(file).is_file(), "{file} missing");
     }
-    // The saved config records the command-line overrides.
-    let output = train_tiny(&dir.path().join("run2"), &["--epochs", "1", "--set", "lr_schedule.patience=3"]);
-    assert!(output.status.success(), "{}", stderr(&output));
-    let saved: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(dir.path().join("run2/config.json")).unwrap()).unwrap();
+}
+
+#[test]
+fn the_saved_config_records_the_command_line_overrides() {
+    let _guard = serial();
+    let config = std::fs::read_to_string(overridden_run().join("config.json")).unwrap();
+    let saved: serde_json::Value = serde_json::from_str(&config).unwrap();
     assert_eq!(saved["lr_schedule"]["patience"], 3);
     assert_eq!(saved["epochs"], 1);
+}
 
-    // eval: accuracy per class and a confusion matrix.
-    let run_arg = run_dir.display().to_string();
-    let output = run(&["eval", &run_arg, "--device", "cpu", "--limit", "500"]);
+#[test]
+fn nesterov_false_trains_plain_momentum_a_different_update() {
+    let _guard = serial();
+    let last = |nesterov: &str| {
+        let run = scratch().join(format!("nesterov_{nesterov}"));
+        let out = run.display().to_string();
+        let set = format!("optimizer.nesterov={nesterov}");
+        let args = ["train", "demo", "--out", &out, "--device", "cpu", "--epochs", "1", "--set", &set];
+        let output = run_resnext(&[&args[..], &["--train-limit", "256", "--test-limit", "64"]].concat());
+        assert!(output.status.success(), "{}", stderr(&output));
+        let saved: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(run.join("config.json")).unwrap()).unwrap();
+        assert_eq!(saved["optimizer"]["nesterov"].to_string(), nesterov);
+        checkpoint_tensors(&run.join("last.safetensors"))
+    };
+    let (nesterov, plain) = (last("true"), last("false"));
+    let weights = |tensors: &[(String, Vec<u32>)]| -> Vec<Vec<u32>> {
+        tensors.iter().filter(|(name, _)| name == "model.fc.weight").map(|(_, v)| v.clone()).collect()
+    };
+    assert_ne!(weights(&nesterov), weights(&plain), "the same seed and data must train differently");
+}
+
+#[test]
+fn eval_of_the_best_checkpoint_reproduces_the_csv_accuracy() {
+    let _guard = serial();
+    let run = trained_run();
+    let best = metrics_rows(run).iter().map(|r| r.val_accuracy).fold(0.0, f64::max);
+    let output = run_resnext(&["eval", &run.display().to_string(), "--device", "cpu", "--limit", "500"]);
     assert!(output.status.success(), "{}", stderr(&output));
     let text = stdout(&output);
-    let reported = format!("accuracy {:.2}%", 100.0 * last[4]);
-    assert!(
-        text.contains(&reported),
-        "eval of the best checkpoint should reproduce the CSV's val_accuracy ({reported}):\n{text}"
-    );
+    let reported = format!("accuracy {:.2}%", 100.0 * best);
+    assert!(text.contains(&reported), "eval should reproduce the CSV's best val_accuracy ({reported}):\n{text}");
     assert!(text.contains("airplane") && text.contains("truck"), "{text}");
-    assert!(std::fs::read(run_dir.join("confusion_matrix.png")).unwrap().starts_with(b"\x89PNG"));
+    assert!(std::fs::read(run.join("confusion_matrix.png")).unwrap().starts_with(b"\x89PNG"));
+}
 
-    // predict: a real test image saved as a 64x64 PNG and a JPEG (resized back to 32x32).
-    let record = &std::fs::read(data_dir().join("test_batch.bin")).unwrap()[..3073];
+#[test]
+fn predict_gives_the_top_3_classes_of_png_and_jpeg_files() {
+    let _guard = serial();
+    // A real test image saved as a 64x64 PNG and a 32x32 JPEG.
+    let record = &std::fs::read(data_dir().join(resnext::data::TEST_FILE)).unwrap()[..resnext::data::RECORD_BYTES];
     let mut rgb = image::RgbImage::new(32, 32);
     for (i, pixel) in rgb.pixels_mut().enumerate() {
         *pixel = image::Rgb([record[1 + i], record[1 + 1024 + i], record[1 + 2048 + i]]);
     }
     let big = image::imageops::resize(&rgb, 64, 64, image::imageops::FilterType::Nearest);
-    let (png, jpg) = (dir.path().join("cat.png"), dir.path().join("cat.jpg"));
+    let (png, jpg) = (scratch().join("cat.png"), scratch().join("cat.jpg"));
     big.save(&png).unwrap();
     rgb.save(&jpg).unwrap();
-    let output =
-        run(&["predict", &png.display().to_string(), &jpg.display().to_string(), "--run", &run_arg, "--device", "cpu"]);
+    let run = trained_run().display().to_string();
+    let output = run_resnext(&[
+        "predict",
+        &png.display().to_string(),
+        &jpg.display().to_string(),
+        "--run",
+        &run,
+        "--device",
+        "cpu",
+    ]);
     assert!(output.status.success(), "{}", stderr(&output));
     let text = stdout(&output);
     assert_eq!(text.lines().count(), 2, "{text}");
@@ -70,15 +138,18 @@ fn trains_two_epochs_with_finite_losses_above_chance() {
         assert_eq!(percents.len(), 3, "{line}");
         assert!(percents.windows(2).all(|w| w[0] >= w[1]) && percents.iter().sum::<f64>() <= 100.01, "{line}");
     }
+}
 
-    // Figures for a comparison whose runs exist; a missing run is skipped with a note.
-    let comparisons = dir.path().join("comparisons.json");
+#[test]
+fn plot_draws_a_comparison_whose_runs_exist_and_skips_missing_ones() {
+    let _guard = serial();
+    let (_, _) = (trained_run(), overridden_run());
+    let comparisons = scratch().join("comparisons.json");
     let spec = r#"{"comparisons": [{"name": "cmp", "title": "two tiny runs", "runs": ["run", "run2", "missing"]}]}"#;
     std::fs::write(&comparisons, spec).unwrap();
-    let plots = dir.path().join("plots");
-    let (root, plots_arg, comparisons_arg) =
-        (dir.path().display().to_string(), plots.display().to_string(), comparisons.display().to_string());
-    let output = run(&["plot", &root, "--out", &plots_arg, "--comparisons", &comparisons_arg]);
+    let plots = scratch().join("plots");
+    let [root, plots_arg, comparisons_arg] = [scratch(), &plots, &comparisons].map(|p| p.display().to_string());
+    let output = run_resnext(&["plot", &root, "--out", &plots_arg, "--comparisons", &comparisons_arg]);
     assert!(output.status.success(), "{}", stderr(&output));
     assert!(stdout(&output).contains("run missing not found"), "{}", stdout(&output));
     for png in ["cmp.png", "cmp_lr.png"] {
@@ -90,19 +161,17 @@ fn trains_two_epochs_with_finite_losses_above_chance() {
 #[test]
 fn resume_after_an_epoch_and_after_ctrl_c_gives_the_uninterrupted_weights() {
     let _guard = serial();
-    let dir = tempfile::tempdir().unwrap();
-    let straight = dir.path().join("straight");
-    assert!(train_tiny(&straight, &[]).status.success());
+    let straight = trained_run();
 
     // Stopped after epoch 1, resumed for epoch 2.
-    let stepped = dir.path().join("stepped");
+    let stepped = scratch().join("stepped");
     assert!(train_tiny(&stepped, &["--epochs", "1"]).status.success());
     assert_eq!(metrics_rows(&stepped).len(), 1);
     let output = train_tiny(&stepped, &["--epochs", "2", "--resume"]);
     assert!(output.status.success(), "{}", stderr(&output));
 
     // Interrupted with SIGINT in the middle of the first epoch, then resumed.
-    let interrupted = dir.path().join("interrupted");
+    let interrupted = scratch().join("interrupted");
     let out = interrupted.display().to_string();
     let tiny = tiny();
     let mut child = bin()
@@ -123,24 +192,22 @@ fn resume_after_an_epoch_and_after_ctrl_c_gives_the_uninterrupted_weights() {
     let status = child.wait().unwrap();
     assert_eq!(status.code(), Some(130), "{rest:?}");
     let state = checkpoint_state(&interrupted.join("last.safetensors"));
-    assert_eq!(state["epoch"], 0, "stopped in the first epoch: {state}");
-    assert!(state["step"].as_u64().unwrap() > 0, "a mid-epoch checkpoint: {state}");
+    assert_eq!(state.epoch, 0, "stopped in the first epoch: {state:?}");
+    assert!(state.step > 0, "a mid-epoch checkpoint: {state:?}");
     let output = train_tiny(&interrupted, &["--resume"]);
     assert!(output.status.success(), "{}", stderr(&output));
 
     let reference = checkpoint_tensors(&straight.join("last.safetensors"));
     for run in [&stepped, &interrupted] {
         let rows = metrics_rows(run);
-        assert_eq!(rows.iter().map(|r| r[0].as_str()).collect::<Vec<_>>(), ["0", "1"], "{}", run.display());
-        assert_eq!(
-            checkpoint_tensors(&run.join("last.safetensors")),
-            reference,
+        assert_eq!(rows.iter().map(|r| r.epoch).collect::<Vec<_>>(), [0, 1], "{}", run.display());
+        assert!(
+            checkpoint_tensors(&run.join("last.safetensors")) == reference,
             "{}: weights differ from the uninterrupted run",
             run.display()
         );
         // Same losses and accuracies (timings differ).
-        for (a, b) in rows.iter().zip(metrics_rows(&straight)) {
-            assert_eq!(a[..8], b[..8], "{}", run.display());
-        }
+        let same: Vec<_> = metrics_rows(straight).iter().map(without_timings).collect();
+        assert_eq!(rows.iter().map(without_timings).collect::<Vec<_>>(), same, "{}", run.display());
     }
 }
