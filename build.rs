@@ -1,4 +1,5 @@
-//! Link libtorch so that CUDA is found at run time, and remember where it lives.
+//! Link libtorch so that CUDA is found at run time, remember where it lives, and compile the
+//! small C++ extension (`csrc/ext.cpp`) against the same libtorch headers.
 //!
 //! The linker's default `--as-needed` drops `libtorch.so` (our code calls no symbol of it
 //! directly), and with it `libtorch_cuda.so`: the binary would then never see a GPU. We force
@@ -8,19 +9,30 @@ use std::path::Path;
 
 fn main() {
     println!("cargo:rerun-if-env-changed=DEP_TCH_LIBTORCH_LIB");
-    let Ok(lib_dir) = std::env::var("DEP_TCH_LIBTORCH_LIB") else {
-        println!("cargo:warning=torch-sys did not report DEP_TCH_LIBTORCH_LIB; CUDA may not be found at run time");
-        return;
-    };
+    println!("cargo:rerun-if-changed=csrc/ext.cpp");
+    let lib_dir = std::env::var("DEP_TCH_LIBTORCH_LIB")
+        .expect("torch-sys reports where libtorch is (DEP_TCH_LIBTORCH_LIB); build with LIBTORCH_USE_PYTORCH=1");
     println!("cargo:rustc-link-arg=-Wl,--no-as-needed");
     println!("cargo:rustc-link-arg=-L{lib_dir}");
     println!("cargo:rustc-link-arg=-ltorch");
     println!("cargo:rustc-link-arg=-Wl,--as-needed");
     println!("cargo:rustc-link-arg=-Wl,-rpath,{lib_dir}");
 
+    // torch/lib sits next to torch/include (the wheel's layout, as torch-sys finds it).
+    let torch = Path::new(&lib_dir).join("..");
+    cc::Build::new()
+        .cpp(true)
+        .pic(true)
+        .std("c++17")
+        .include(torch.join("include"))
+        .include(torch.join("include/torch/csrc/api/include"))
+        .define("_GLIBCXX_USE_CXX11_ABI", cxx11_abi())
+        .flag_if_supported("-Wno-unused-parameter")
+        .file("csrc/ext.cpp")
+        .compile("resnext_ext");
+
     // torch/version.py sits next to torch/lib: report it in `resnext info`.
-    let version_py = Path::new(&lib_dir).join("../version.py");
-    let version = std::fs::read_to_string(&version_py)
+    let version = std::fs::read_to_string(torch.join("version.py"))
         .ok()
         .and_then(|text| {
             text.lines().find_map(|line| {
@@ -29,4 +41,19 @@ fn main() {
         })
         .unwrap_or_else(|| "unknown".to_string());
     println!("cargo:rustc-env=LIBTORCH_VERSION={version}");
+}
+
+/// The C++ ABI libtorch was built with, as torch-sys asks it (PyPI's 2.x wheels use the new
+/// one, so that is the answer when Python cannot say).
+fn cxx11_abi() -> &'static str {
+    let asked = std::process::Command::new("python3")
+        .args(["-c", "import torch; print(int(torch._C._GLIBCXX_USE_CXX11_ABI))"])
+        .output()
+        .ok()
+        .filter(|out| out.status.success())
+        .map(|out| String::from_utf8_lossy(&out.stdout).trim().to_string());
+    match asked.as_deref() {
+        Some("0") => "0",
+        _ => "1",
+    }
 }

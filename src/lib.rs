@@ -23,6 +23,7 @@ pub mod runtime;
 pub mod schedule;
 pub mod step_log;
 pub mod summary;
+pub mod torch_ext;
 pub mod train;
 
 #[cfg(test)]
