@@ -45,12 +45,20 @@ std::atomic<uint64_t> op_count{0};
 thread_local int op_depth = 0;
 at::CallbackHandle op_callback = 0;
 
-std::unique_ptr<at::ObserverContext> op_start(const at::RecordFunction&) {
+// Only dispatched operators have an operator name: the autograd engine's own records around
+// each backward node ("autograd::engine::evaluate_function: ...") do not, and the operators
+// those nodes call count as outermost.
+bool is_operator(const at::RecordFunction& fn) { return fn.operator_name().has_value(); }
+
+std::unique_ptr<at::ObserverContext> op_start(const at::RecordFunction& fn) {
+  if (!is_operator(fn)) return nullptr;
   if (op_depth++ == 0) op_count.fetch_add(1, std::memory_order_relaxed);
   return nullptr;
 }
 
-void op_end(const at::RecordFunction&, at::ObserverContext*) { --op_depth; }
+void op_end(const at::RecordFunction& fn, at::ObserverContext*) {
+  if (is_operator(fn)) --op_depth;
+}
 
 }  // namespace
 
@@ -133,6 +141,10 @@ char* ext_tf32(bool* cudnn, bool* cublas) {
     *cudnn = at::globalContext().allowTF32CuDNN();
     *cublas = at::globalContext().allowTF32CuBLAS();
   });
+}
+
+char* ext_cudnn_benchmark(bool* enabled) {
+  return protect([&] { *enabled = at::globalContext().benchmarkCuDNN(); });
 }
 
 char* ext_op_counter_start() {

@@ -40,54 +40,73 @@ impl Transforms {
         let part = |t: &Tensor| t.narrow(0, start, len);
         Transforms { theta: part(&self.theta), tx: part(&self.tx), ty: part(&self.ty), flip: part(&self.flip) }
     }
-
-    pub fn to_device(&self, device: Device) -> Self {
-        let to = |t: &Tensor| t.to_device(device);
-        Transforms { theta: to(&self.theta), tx: to(&self.tx), ty: to(&self.ty), flip: to(&self.flip) }
-    }
 }
 
-/// Applies one transform per image to a float batch `[B, C, H, W]`.
-pub fn apply(images: &Tensor, t: &Transforms) -> Tensor {
-    let (b, c, h, w) = images.size4().expect("images must be [B, C, H, W]");
-    let device = images.device();
-    let f64_opts = (Kind::Double, device);
-    // Output pixel grid, [1, H, W]. The flip happens after the warp, so output column j reads
-    // the warped column W-1-j.
-    let rows = Tensor::arange(h, f64_opts).view([1, h, 1]);
-    let cols = Tensor::arange(w, f64_opts).view([1, 1, w]);
-    let flip = t.flip.view([b, 1, 1]);
-    let cols = cols.where_self(&flip.logical_not(), &(-&cols + (w - 1) as f64));
-    let (centre_r, centre_c) = (h as f64 / 2.0 + 0.5, w as f64 / 2.0 + 0.5);
-    let per_image = |x: &Tensor| x.to_kind(Kind::Double).view([b, 1, 1]);
-    let theta = per_image(&t.theta) * (std::f64::consts::PI / 180.0);
-    let (cos, sin) = (theta.cos(), theta.sin());
-    // [r, c] = R(theta) [i - c_r + tx, j - c_c + ty] + [c_r, c_c]
-    let a = rows - centre_r + per_image(&t.tx);
-    let d = cols - centre_c + per_image(&t.ty);
-    let src_r = &cos * &a - &sin * &d + centre_r;
-    let src_c = &sin * &a + &cos * &d + centre_c;
-    let inside = src_r.ge(0.0) * src_r.le((h - 1) as f64) * src_c.ge(0.0) * src_c.le((w - 1) as f64);
+/// The transforms of an epoch ready to apply to `height` x `width` images on one device:
+/// per image the numbers the warp needs, worked out once on the CPU in f64, and the pixel
+/// grid, built once. Warping a batch is then about twenty tensor ops whatever its size.
+pub struct Warp {
+    /// `[N, 6, 1, 1]` f64: cos(theta), sin(theta), tx, ty, and the flip as a column sign `s`
+    /// and offset `k`: output column j reads warped column j' with j' - c_c = s j + k.
+    params: Tensor,
+    /// Output row index minus the centre row, `[1, H, 1]`, and column index, `[1, 1, W]`.
+    rows: Tensor,
+    cols: Tensor,
+    centre: (f64, f64),
+    /// (W - 1, H - 1): the last valid (x, y) sample coordinate.
+    last: Tensor,
+    zero: Tensor,
+    /// (2 / (W - 1), 2 / (H - 1)): pixel coordinates to grid_sampler's [-1, 1].
+    to_unit: Tensor,
+}
 
-    let r0 = src_r.floor();
-    let c0 = src_c.floor();
-    let fr = (&src_r - &r0).to_kind(Kind::Float).unsqueeze(1);
-    let fc = (&src_c - &c0).to_kind(Kind::Float).unsqueeze(1);
-    // Bilinear interpolation from the four neighbours. Indices are clamped so the gathers
-    // stay in bounds; a clamped neighbour only ever gets weight 0 or lies outside (masked).
-    let flat = images.view([b, c, h * w]);
-    let gather = |r: &Tensor, col: &Tensor| {
-        let r = r.clamp(0.0, (h - 1) as f64).to_kind(Kind::Int64);
-        let col = col.clamp(0.0, (w - 1) as f64).to_kind(Kind::Int64);
-        let idx = (r * w + col).view([b, 1, h * w]).expand([b, c, h * w], false);
-        flat.gather(2, &idx, false).view([b, c, h, w])
-    };
-    let r1 = &r0 + 1.0;
-    let c1 = &c0 + 1.0;
-    let top = gather(&r0, &c0) * (1.0 - &fc) + gather(&r0, &c1) * &fc;
-    let bottom = gather(&r1, &c0) * (1.0 - &fc) + gather(&r1, &c1) * &fc;
-    let warped = top * (1.0 - &fr) + bottom * &fr;
-    warped * inside.to_kind(images.kind()).unsqueeze(1)
+impl Warp {
+    pub fn new(t: &Transforms, height: i64, width: i64, device: Device) -> Self {
+        let (h, w) = (height as f64, width as f64);
+        // Keras's off-centre rotation point.
+        let centre = (h / 2.0 + 0.5, w / 2.0 + 0.5);
+        let theta = t.theta.to_kind(Kind::Double) * (std::f64::consts::PI / 180.0);
+        let flip = t.flip.to_kind(Kind::Double);
+        // The flip happens after the warp: column j reads warped column W-1-j. As j' - c_c:
+        // without a flip j - c_c, with one -j + (W - 1 - c_c); both exact in f64.
+        let sign = 1.0 - &flip * 2.0;
+        let offset = &flip * (w - 1.0) - centre.1;
+        let columns = [theta.cos(), theta.sin(), t.tx.to_kind(Kind::Double), t.ty.to_kind(Kind::Double), sign, offset];
+        let params = Tensor::stack(&columns, 1).unsqueeze(-1).unsqueeze(-1).to_device(device);
+        let f64_opts = (Kind::Double, device);
+        Warp {
+            params,
+            rows: (Tensor::arange(height, f64_opts) - centre.0).view([1, height, 1]),
+            cols: Tensor::arange(width, f64_opts).view([1, 1, width]),
+            centre,
+            last: Tensor::from_slice(&[w - 1.0, h - 1.0]).to_device(device),
+            zero: Tensor::zeros([2], f64_opts),
+            to_unit: Tensor::from_slice(&[2.0 / (w - 1.0), 2.0 / (h - 1.0)]).to_device(device),
+        }
+    }
+
+    /// Warps the float batch `images` `[B, C, H, W]`, which holds images `start .. start + B`
+    /// of the transforms.
+    pub fn apply(&self, images: &Tensor, start: i64) -> Tensor {
+        let batch = images.size()[0];
+        let p = self.params.narrow(0, start, batch).unbind(1);
+        let [cos, sin, tx, ty, sign, offset] = [0, 1, 2, 3, 4, 5].map(|i| &p[i]);
+        // [r, c] = R(theta) [i - c_r + tx, j' - c_c + ty] + [c_r, c_c], each product and sum in
+        // the order Keras's scipy call rounds them, so coordinates that land exactly on the
+        // first or last row or column stay inside.
+        let a = &self.rows + tx;
+        let d = offset.addcmul(&self.cols, sign) + ty;
+        let src_r = (cos * &a - sin * &d) + self.centre.0;
+        let src_c = (sin * &a + cos * &d) + self.centre.1;
+        let grid = Tensor::stack(&[src_c, src_r], -1);
+        // scipy's mode='constant': a sample whose source lies outside is exactly 0, with no
+        // blending at the border (grid_sampler's zero padding would blend).
+        let inside = grid.clamp_tensor(Some(&self.zero), Some(&self.last)).eq_tensor(&grid).all_dim(-1, false);
+        let unit = (grid * &self.to_unit - 1.0).to_kind(images.kind());
+        // Bilinear; align_corners maps -1 and 1 to the first and last pixel centres.
+        let warped = images.grid_sampler_2d(&unit, 0, 0, true);
+        warped * inside.unsqueeze(1)
+    }
 }
 
 #[cfg(test)]
@@ -113,7 +132,7 @@ mod tests {
                 ty: scalar("ty"),
                 flip: Tensor::from_slice(&[p["flip_horizontal"].as_bool().unwrap()]),
             };
-            let out = apply(&image, &t).permute([0, 2, 3, 1]).contiguous();
+            let out = Warp::new(&t, h, w, Device::Cpu).apply(&image, 0).permute([0, 2, 3, 1]).contiguous();
             let got = Vec::<f32>::try_from(out.flatten(0, -1)).unwrap();
             let want = floats(&case["expected"]);
             let max_diff = got.iter().zip(&want).map(|(a, b)| (a - b).abs()).fold(0f32, f32::max);
@@ -132,10 +151,12 @@ mod tests {
             rotation_range: 15.0,
         };
         let t = Transforms::random(&cfg, 4, 8, 8);
-        let batch = apply(&images, &t);
+        let warp = Warp::new(&t, 8, 8, Device::Cpu);
+        let batch = warp.apply(&images, 0);
         for i in 0..4 {
-            let one = apply(&images.narrow(0, i, 1), &t.slice(i, 1));
-            assert!(batch.narrow(0, i, 1).allclose(&one, 1e-6, 1e-6, false), "image {i}");
+            let one = warp.apply(&images.narrow(0, i, 1), i);
+            let alone = Warp::new(&t.slice(i, 1), 8, 8, Device::Cpu).apply(&images.narrow(0, i, 1), 0);
+            assert!(batch.narrow(0, i, 1).equal(&one) && one.equal(&alone), "image {i}");
         }
         let theta = Vec::<f64>::try_from(&t.theta).unwrap();
         let tx = Vec::<f64>::try_from(&t.tx).unwrap();

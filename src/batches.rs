@@ -3,9 +3,9 @@
 //!
 //! Because an epoch's randomness depends only on the seed and the epoch number, a run resumed
 //! in the middle of an epoch sees the same batches as an uninterrupted one.
-use crate::augment::{self, Transforms};
+use crate::augment::{Transforms, Warp};
 use crate::config::Experiment;
-use crate::data::{self, Split};
+use crate::data::{Normalizer, Split};
 use tch::{Device, Kind, Tensor};
 
 /// Seed of epoch `epoch`'s shuffle and augmentation draws.
@@ -16,7 +16,8 @@ pub fn epoch_seed(seed: u64, epoch: usize) -> i64 {
 /// One epoch's shuffle and augmentation draws.
 pub struct EpochPlan {
     order: Tensor,
-    transforms: Option<Transforms>,
+    normalizer: Normalizer,
+    warp: Option<Warp>,
     batch_size: usize,
     pub steps: usize,
     len: usize,
@@ -32,9 +33,10 @@ impl EpochPlan {
             && aug.height_shift_range == 0.0
             && aug.rotation_range == 0.0;
         // Drawn on the CPU (the same numbers on every device), then moved once per epoch.
-        let transforms = (!identity).then(|| Transforms::random(aug, len as i64, 32, 32).to_device(device));
+        let warp = (!identity).then(|| Warp::new(&Transforms::random(aug, len as i64, 32, 32), 32, 32, device));
         let batch_size = experiment.batch_size;
-        EpochPlan { order, transforms, batch_size, steps: len.div_ceil(batch_size), len }
+        let normalizer = Normalizer::new(device);
+        EpochPlan { order, normalizer, warp, batch_size, steps: len.div_ceil(batch_size), len }
     }
 
     /// Images in the batch of step `step` (the last batch is smaller, not dropped).
@@ -52,9 +54,9 @@ impl EpochPlan {
         let start = (step * self.batch_size) as i64;
         let size = self.batch_len(step) as i64;
         let index = self.order.narrow(0, start, size);
-        let images = data::normalize(&split.images.index_select(0, &index));
-        let images = match &self.transforms {
-            Some(t) => augment::apply(&images, &t.slice(start, size)),
+        let images = self.normalizer.apply(&split.images.index_select(0, &index));
+        let images = match &self.warp {
+            Some(warp) => warp.apply(&images, start),
             None => images,
         };
         (images, split.labels.index_select(0, &index))

@@ -3,10 +3,11 @@
 use crate::batches::EpochPlan;
 use crate::cli::BenchArgs;
 use crate::config::Experiment;
-use crate::data::{self, Cifar10, Split};
-use crate::network::{self, Network};
+use crate::data::{self, Cifar10, Normalizer, Split};
+use crate::network::Network;
 use crate::optim::Sgd;
-use crate::runtime;
+use crate::runtime::Compute;
+use crate::torch_ext;
 use crate::train;
 use anyhow::Result;
 use std::path::Path;
@@ -26,50 +27,53 @@ pub enum Mode {
 
 pub fn run(args: &BenchArgs) -> Result<String> {
     let experiment = Experiment::load(&args.experiment.experiment, &args.experiment.set)?;
-    let device = args.device.device;
-    runtime::check_amp(args.amp, device)?;
+    let compute = Compute::new(&args.compute, experiment.precision, None, None)?;
+    let device = compute.device;
     let batch = args.batch.unwrap_or(match args.mode {
-        Mode::Eval => network::eval_batch_size(device),
+        Mode::Eval => compute.eval_batch,
         _ => experiment.batch_size,
     });
     let (steps, warmup) = (args.steps as usize, args.warmup as usize);
-    let needed = batch * (steps + warmup);
+    // One more step than timed: its ATen ops are counted.
+    let needed = batch * (steps + warmup + 1);
     let (split, source) = images(args.data.data_dir.as_deref(), needed)?;
     let split = split.to_device(device);
     let experiment = Experiment { batch_size: batch, ..experiment };
-    let network = Network::new(&experiment, device);
+    let network = Network::new(&experiment, &compute);
     let mut sgd = Sgd::new(network.parameters(), &experiment.optimizer);
     let plan = EpochPlan::new(&experiment, 0, split.len(), device);
+    let normalizer = Normalizer::new(device);
+    let mut one_step = |step: usize| match args.mode {
+        Mode::Train => {
+            let (images, labels) = plan.batch(step, &split);
+            train::train_step(&network, &mut sgd, &images, &labels, 0.01, &compute)
+        }
+        Mode::Eval => {
+            let images = normalizer.apply(&split.images.narrow(0, (step * batch) as i64, batch as i64));
+            tch::no_grad(|| compute.autocast(|| network.forward_t(&images, false)))
+        }
+        Mode::Data => plan.batch(step, &split).0,
+    };
 
     let mut seconds = Vec::new();
     for step in 0..warmup + steps {
         let start = Instant::now();
-        match args.mode {
-            Mode::Train => {
-                let (images, labels) = plan.batch(step, &split);
-                let (ce, _) = train::train_step(&network, &mut sgd, &images, &labels, 0.01, args.amp);
-                sync(device, &ce);
-            }
-            Mode::Eval => {
-                let images = data::normalize(&split.images.narrow(0, (step * batch) as i64, batch as i64));
-                let logits = tch::no_grad(|| tch::autocast(args.amp, || network.forward_t(&images, false)));
-                sync(device, &logits);
-            }
-            Mode::Data => {
-                let (images, _) = plan.batch(step, &split);
-                sync(device, &images);
-            }
-        }
+        sync(device, &one_step(step));
         if step >= warmup {
             seconds.push(start.elapsed().as_secs_f64());
         }
     }
+    let (_, ops) = torch_ext::count_ops(|| sync(device, &one_step(warmup + steps)));
     seconds.sort_by(f64::total_cmp);
     let median = seconds[seconds.len() / 2];
+    let per = if args.mode == Mode::Eval { "batch" } else { "step" };
     Ok(format!(
-        "device {device:?}, {} intra-op threads, libtorch {}, batch {batch}, {} ({}), model {}x{}x{}d, channels-last {}, amp {}, {}\n\
+        "{}, {} intra-op threads, libtorch {}, batch {batch}, {} ({}), model {}x{}x{}d, {}\n\
          images: {source}\n\
-         RESULT mode={:?} median {:.1} ms/step, {:.1} images/s (best {:.1}) over {} steps after {} warm-up; peak RSS {:.0} MiB",
+         ATen ops per {per}: {ops}\n\
+         RESULT mode={:?} precision={} median {:.1} ms/step, {:.1} images/s (best {:.1}) over {} steps after {} \
+         warm-up; peak RSS {:.0} MiB",
+        compute.describe(),
         tch::get_num_threads(),
         env!("LIBTORCH_VERSION"),
         experiment.name,
@@ -77,10 +81,11 @@ pub fn run(args: &BenchArgs) -> Result<String> {
         experiment.model.depth,
         experiment.model.cardinality,
         experiment.model.width,
-        network.channels_last,
-        args.amp,
-        std::env::var("GLIBC_TUNABLES").map(|v| format!("GLIBC_TUNABLES={v}")).unwrap_or_else(|_| "default malloc".into()),
+        std::env::var("GLIBC_TUNABLES")
+            .map(|v| format!("GLIBC_TUNABLES={v}"))
+            .unwrap_or_else(|_| "default malloc".into()),
         args.mode,
+        compute.precision.name(),
         median * 1000.0,
         batch as f64 / median,
         batch as f64 / seconds[0],

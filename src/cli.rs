@@ -1,9 +1,11 @@
 //! The command line: every subcommand's arguments as one clap `Args` struct; the groups that
-//! several commands share (experiment and `--set`, `--data-dir`, `--device`) are declared once
-//! here and flattened where they are used.
+//! several commands share (experiment and `--set`, `--data-dir`, device and precision, the
+//! checkpoint, the evaluation batch) are declared once here and flattened where they are used.
 use crate::bench::Mode;
+use crate::config::Precision;
 use crate::run_dir::CheckpointName;
 use crate::runtime;
+use crate::torch_ext::MemoryFormat;
 use clap::{Args, Parser, Subcommand};
 use std::path::PathBuf;
 use tch::Device;
@@ -72,17 +74,53 @@ pub struct DataDirArg {
     pub data_dir: Option<PathBuf>,
 }
 
+/// Where and how tensors run.
 #[derive(Args, Debug, Clone)]
-pub struct DeviceArg {
+pub struct ComputeArgs {
     /// auto (CUDA 0 when available), cpu, cuda or cuda:N.
     #[arg(long, default_value = "auto", value_parser = runtime::parse_device)]
     pub device: Device,
+    /// fp32 (Keras's precision) or bf16 (autocast to bfloat16 on the device, fp32 master
+    /// weights; fast on GPUs and on CPUs with AMX or AVX512-BF16) [default: the config's
+    /// `precision`].
+    #[arg(long, value_enum)]
+    pub precision: Option<Precision>,
+    /// Memory format of weights and activations: channels-last (NHWC strides) or contiguous
+    /// (NCHW) [default: channels-last on CPU, contiguous on CUDA]. Checkpoints are the same
+    /// either way.
+    #[arg(long, value_enum, value_name = "FORMAT")]
+    pub memory_format: Option<MemoryFormat>,
+    /// Let cuDNN time its convolution algorithms once and keep the fastest (on by default on
+    /// CUDA; no effect on a CPU).
+    #[arg(long, value_name = "BOOL")]
+    pub cudnn_benchmark: Option<bool>,
+    /// Allow TensorFloat-32 in float32 convolutions and matrix products on Ampere and newer
+    /// GPUs (faster, 10-bit mantissa; off by default: Keras's fp32 is full fp32).
+    #[arg(long)]
+    pub tf32: bool,
+    /// Gone: use --precision bf16.
+    #[arg(long, hide = true)]
+    pub amp: bool,
 }
 
-impl Default for DeviceArg {
+impl Default for ComputeArgs {
     fn default() -> Self {
-        DeviceArg { device: Device::Cpu }
+        ComputeArgs {
+            device: Device::Cpu,
+            precision: None,
+            memory_format: None,
+            cudnn_benchmark: None,
+            tf32: false,
+            amp: false,
+        }
     }
+}
+
+#[derive(Args, Debug, Clone, Default)]
+pub struct EvalBatchArg {
+    /// Images per evaluation batch [default: 64 on CPU, where that measured fastest, 1000 on CUDA].
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
+    pub eval_batch: Option<u64>,
 }
 
 #[derive(Args, Debug, Clone, Copy)]
@@ -112,7 +150,13 @@ pub struct TrainArgs {
     #[command(flatten)]
     pub data: DataDirArg,
     #[command(flatten)]
-    pub device: DeviceArg,
+    pub compute: ComputeArgs,
+    #[command(flatten)]
+    pub eval_batch: EvalBatchArg,
+    /// Read the losses back from the device (a host sync) every N steps [default: 1 on CPU,
+    /// 50 on CUDA]; progress lines and the divergence check follow this interval.
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
+    pub sync_every: Option<u64>,
     /// Seed for weights, shuffles and augmentation (overrides the config's `seed`).
     #[arg(long)]
     pub seed: Option<u64>,
@@ -122,9 +166,6 @@ pub struct TrainArgs {
     /// Start again, deleting the run folder's metrics and checkpoints.
     #[arg(long)]
     pub force: bool,
-    /// CUDA only: run the forward pass under bf16 autocast (faster, not what Keras did).
-    #[arg(long)]
-    pub amp: bool,
 }
 
 #[derive(Args, Debug, Clone)]
@@ -136,7 +177,9 @@ pub struct EvalArgs {
     #[command(flatten)]
     pub data: DataDirArg,
     #[command(flatten)]
-    pub device: DeviceArg,
+    pub compute: ComputeArgs,
+    #[command(flatten)]
+    pub eval_batch: EvalBatchArg,
     /// Evaluate the first N test images only.
     #[arg(long, value_name = "N")]
     pub limit: Option<usize>,
@@ -178,7 +221,7 @@ pub struct BenchArgs {
     #[arg(long, value_enum, default_value = "train")]
     pub mode: Mode,
     #[command(flatten)]
-    pub device: DeviceArg,
+    pub compute: ComputeArgs,
     /// Batch size [default: the config's for train and data, the evaluation batch for eval].
     #[arg(long)]
     pub batch: Option<usize>,
@@ -188,9 +231,6 @@ pub struct BenchArgs {
     /// Untimed steps first.
     #[arg(long, default_value_t = 2)]
     pub warmup: u64,
-    /// CUDA only: bf16 autocast.
-    #[arg(long)]
-    pub amp: bool,
     #[command(flatten)]
     pub data: DataDirArg,
 }
@@ -206,5 +246,5 @@ pub struct PredictArgs {
     #[command(flatten)]
     pub checkpoint: CheckpointArg,
     #[command(flatten)]
-    pub device: DeviceArg,
+    pub compute: ComputeArgs,
 }

@@ -22,11 +22,44 @@ pub struct Experiment {
     pub model: ModelConfig,
     pub epochs: usize,
     pub batch_size: usize,
+    /// fp32 is Keras's precision (the blog's runs); bf16 trains under autocast.
+    #[serde(default)]
+    pub precision: Precision,
     pub optimizer: OptimizerConfig,
     pub lr_schedule: LrSchedule,
     pub augmentation: AugmentConfig,
     /// Seeds the weights, the per-epoch shuffles and the augmentation draws.
     pub seed: u64,
+}
+
+/// The precision of the forward and backward pass.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "snake_case")]
+pub enum Precision {
+    /// float32 throughout, as Keras trains.
+    #[default]
+    Fp32,
+    /// libtorch autocast to bfloat16 on the run's device (PyTorch's op policy: convolutions and
+    /// matrix products in bf16), with float32 master weights, velocities, BatchNorm statistics,
+    /// losses and checkpoints.
+    Bf16,
+}
+
+impl Precision {
+    /// The dtype autocast runs the forward pass in, if any.
+    pub fn autocast_dtype(self) -> Option<tch::Kind> {
+        match self {
+            Precision::Fp32 => None,
+            Precision::Bf16 => Some(tch::Kind::BFloat16),
+        }
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Precision::Fp32 => "fp32",
+            Precision::Bf16 => "bf16",
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -89,16 +122,27 @@ impl Experiment {
     }
 
     pub fn from_json(text: &str, overrides: &[String]) -> Result<Self> {
-        let mut value: Value = serde_json::from_str(text).context("not valid JSON")?;
-        for item in overrides {
-            apply_override(&mut value, item)?;
+        let value: Value = serde_json::from_str(text).context("not valid JSON")?;
+        let mut experiment = Self::deserialize_named(value)?;
+        if !overrides.is_empty() {
+            // Overrides edit the complete config, so fields the file leaves at their default
+            // (e.g. `precision`) can be set too.
+            let mut value = serde_json::to_value(&experiment)?;
+            for item in overrides {
+                apply_override(&mut value, item)?;
+            }
+            experiment = Self::deserialize_named(value)?;
         }
-        let experiment: Experiment = serde_path_to_error::deserialize(value).map_err(|e| {
-            let field = e.path().to_string();
-            anyhow::anyhow!("field `{field}`: {}", e.into_inner())
-        })?;
         experiment.validate()?;
         Ok(experiment)
+    }
+
+    /// Deserializes, naming the field of any error.
+    fn deserialize_named(value: Value) -> Result<Self> {
+        serde_path_to_error::deserialize(value).map_err(|e| {
+            let field = e.path().to_string();
+            anyhow::anyhow!("field `{field}`: {}", e.into_inner())
+        })
     }
 
     pub fn validate(&self) -> Result<()> {

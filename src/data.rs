@@ -128,18 +128,25 @@ pub fn class_names(dir: &Path) -> Vec<String> {
     }
 }
 
-/// u8 `[B, 3, H, W]` -> f32 `(x - mean) / std` per channel, on the images' device.
-pub fn normalize(images: &Tensor) -> Tensor {
-    // The constants are written with `fill_` on the device: a copy from host memory would
-    // make a GPU wait for all queued work at every batch.
-    let constant = |values: [f64; 3]| {
-        let t = Tensor::zeros([1, 3, 1, 1], (Kind::Float, images.device()));
-        for (c, v) in values.into_iter().enumerate() {
-            let _ = t.narrow(1, c as i64, 1).fill_(v);
-        }
-        t
-    };
-    (images.to_kind(Kind::Float) - constant(MEAN)) / constant(STD)
+/// The blog's per-channel normalisation on one device. The constants are copied there once,
+/// when it is made: a copy from host memory per batch would make a GPU wait for all queued
+/// work, and building them per batch would cost a dozen ops.
+pub struct Normalizer {
+    mean: Tensor,
+    std: Tensor,
+}
+
+impl Normalizer {
+    pub fn new(device: Device) -> Self {
+        let constant =
+            |values: [f64; 3]| Tensor::from_slice(&values).to_kind(Kind::Float).view([1, 3, 1, 1]).to_device(device);
+        Normalizer { mean: constant(MEAN), std: constant(STD) }
+    }
+
+    /// u8 `[B, 3, H, W]` -> f32 `(x - mean) / std` per channel.
+    pub fn apply(&self, images: &Tensor) -> Tensor {
+        (images.to_kind(Kind::Float) - &self.mean) / &self.std
+    }
 }
 
 /// Loads `dir` and reports counts and per-channel statistics (for `resnext data check`).
@@ -167,7 +174,7 @@ mod tests {
     #[test]
     fn normalize_uses_the_blog_constants() {
         let images = Tensor::from_slice(&[125u8, 0, 255]).view([1, 3, 1, 1]).expand([1, 3, 1, 1], false);
-        let x = Vec::<f32>::try_from(normalize(&images).flatten(0, -1)).unwrap();
+        let x = Vec::<f32>::try_from(Normalizer::new(Device::Cpu).apply(&images).flatten(0, -1)).unwrap();
         let want = [(125.0 - 125.307) / 62.9932, (0.0 - 122.95) / 62.0887, (255.0 - 113.865) / 66.7048];
         for (g, w) in x.iter().zip(want) {
             assert!((*g as f64 - w).abs() < 1e-6, "{x:?}");

@@ -5,6 +5,7 @@ use crate::network::{self, Network};
 use crate::optim;
 use crate::plot;
 use crate::run_dir::{self, RunDir};
+use crate::runtime::Compute;
 use anyhow::Result;
 use serde::Serialize;
 use std::path::Path;
@@ -26,12 +27,14 @@ pub struct Report {
 }
 
 pub fn run(args: &EvalArgs) -> Result<Report> {
-    let (run, which, device) = (RunDir::new(&args.run), args.checkpoint.checkpoint, args.device.device);
-    let (experiment, network) = Network::from_run(&run, which, device)?;
+    let (run, which) = (RunDir::new(&args.run), args.checkpoint.checkpoint);
+    let experiment = run.load_experiment()?;
+    let compute = Compute::new(&args.compute, experiment.precision, args.eval_batch.eval_batch, None)?;
+    let (experiment, network) = Network::from_run(&run, which, &compute)?;
     let data_dir = data::resolve_dir(args.data.data_dir.as_deref());
-    let test = Cifar10::load(&data_dir)?.test.first(args.limit.unwrap_or(usize::MAX)).to_device(device);
-    let (ce_loss, accuracy, logits) = network::evaluate(&network, &test, network::eval_batch_size(device));
-    let penalty = f64::try_from(optim::l2_penalty(network.kernels().iter(), experiment.optimizer.l2))?;
+    let test = Cifar10::load(&data_dir)?.test.first(args.limit.unwrap_or(usize::MAX)).to_device(compute.device);
+    let (ce_loss, accuracy, logits) = network::evaluate(&network, &test, &compute);
+    let penalty = experiment.optimizer.l2 * f64::try_from(optim::kernel_sum_of_squares(&network.kernels()))?;
 
     let labels = Vec::<i64>::try_from(test.labels.to_device(Device::Cpu))?;
     let predicted = Vec::<i64>::try_from(logits.argmax(-1, false).to_device(Device::Cpu))?;

@@ -1,9 +1,12 @@
 //! `resnext export`: a TorchScript file for Python (`torch.jit.load`) plus a JSON file with
 //! what a user needs to feed it raw images: the normalisation constants and class names.
-use crate::cli::ExportArgs;
+use crate::cli::{ComputeArgs, ExportArgs};
+use crate::config::Precision;
 use crate::data;
 use crate::network::Network;
 use crate::run_dir::{self, RunDir};
+use crate::runtime::Compute;
+use crate::torch_ext::MemoryFormat;
 use anyhow::{Context, Result};
 use std::path::PathBuf;
 use tch::{CModule, Device, Kind, Tensor};
@@ -14,7 +17,10 @@ pub fn export(args: &ExportArgs) -> Result<(PathBuf, PathBuf)> {
     let run = RunDir::new(&args.run);
     let which = args.checkpoint.checkpoint;
     let out = args.out.clone().unwrap_or_else(|| run.export());
-    let (experiment, mut network) = Network::from_run(&run, which, Device::Cpu)?;
+    // Traced on the CPU in float32 and NCHW: the file runs anywhere torch.jit.load does.
+    let compute = Compute::new(&ComputeArgs::default(), Precision::Fp32, None, None)?;
+    let compute = Compute { memory_format: MemoryFormat::Contiguous, ..compute };
+    let (experiment, mut network) = Network::from_run(&run, which, &compute)?;
     // tch traces only modules without trainable variables; the trace bakes the weights in.
     network.vs.freeze();
     let example = Tensor::zeros([2, 3, 32, 32], (Kind::Float, Device::Cpu));

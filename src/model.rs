@@ -216,7 +216,7 @@ impl ModuleT for ConvBn {
 fn dense(path: &nn::Path, c_in: i64, c_out: i64) -> impl ModuleT {
     let weight = path.set_group(KERNELS).var("weight", &[c_out, c_in], nn::Init::Const(0.0));
     he_normal_(&weight, c_in as f64);
-    nn::func_t(move |x, _train| x.matmul(&weight.tr()))
+    nn::func_t(move |x, _train| x.linear::<Tensor>(&weight, None))
 }
 
 /// TensorFlow's 'same' rule for one dimension: out = ceil(n / s), total padding

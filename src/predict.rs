@@ -1,8 +1,9 @@
 //! `resnext predict`: the top-3 classes of any PNG or JPEG, resized to 32x32 when needed.
 use crate::cli::PredictArgs;
-use crate::data;
+use crate::data::{self, Normalizer};
 use crate::network::Network;
 use crate::run_dir::RunDir;
+use crate::runtime::Compute;
 use anyhow::{Context, Result};
 use std::path::Path;
 use tch::nn::ModuleT;
@@ -22,13 +23,17 @@ pub fn load_image(path: &Path) -> Result<Tensor> {
 
 /// (class name, probability) of the three most likely classes of each image.
 pub fn predict(args: &PredictArgs) -> Result<Vec<Vec<(String, f64)>>> {
-    let device = args.device.device;
-    let (_, network) = Network::from_run(&RunDir::new(&args.run), args.checkpoint.checkpoint, device)?;
+    let run = RunDir::new(&args.run);
+    let compute = Compute::new(&args.compute, run.load_experiment()?.precision, None, None)?;
+    let device = compute.device;
+    let (_, network) = Network::from_run(&run, args.checkpoint.checkpoint, &compute)?;
+    let normalizer = Normalizer::new(device);
     args.images
         .iter()
         .map(|path| {
-            let x = data::normalize(&load_image(path)?.to_device(device));
-            let probabilities = tch::no_grad(|| network.forward_t(&x, false).softmax(-1, Kind::Float)).squeeze_dim(0);
+            let x = normalizer.apply(&load_image(path)?.to_device(device));
+            let logits = tch::no_grad(|| compute.autocast(|| network.forward_t(&x, false)));
+            let probabilities = logits.softmax(-1, Kind::Float).squeeze_dim(0);
             let (values, indices) = probabilities.topk(3, -1, true, true);
             let values = Vec::<f64>::try_from(values.to_kind(Kind::Double))?;
             let indices = Vec::<i64>::try_from(indices)?;

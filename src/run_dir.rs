@@ -21,7 +21,6 @@ use std::path::{Path, PathBuf};
 pub struct RunSettings {
     pub train_limit: Option<usize>,
     pub test_limit: Option<usize>,
-    pub amp: bool,
 }
 
 /// Which of a run's checkpoints to use for inference.
@@ -146,14 +145,16 @@ impl RunPlan {
     pub fn new(args: &TrainArgs) -> Result<Self> {
         let mut experiment = Experiment::load(&args.experiment.experiment, &args.experiment.set)?;
         let dir = RunDir::new(args.out.clone().unwrap_or_else(|| Path::new("results").join(&experiment.name)));
-        let mut settings = RunSettings { train_limit: args.train_limit, test_limit: args.test_limit, amp: args.amp };
+        let mut settings = RunSettings { train_limit: args.train_limit, test_limit: args.test_limit };
         if args.resume && dir.config().exists() {
+            let saved = dir.load_experiment()?;
+            let new_precision = args.compute.precision.is_some_and(|p| p != saved.precision);
             ensure!(
-                args.experiment.set.is_empty() && args.seed.is_none(),
-                "--resume continues {} with its saved config: --set and --seed cannot change it",
+                args.experiment.set.is_empty() && args.seed.is_none() && !new_precision,
+                "--resume continues {} with its saved config: --set, --seed and --precision cannot change it",
                 dir.path().display()
             );
-            experiment = dir.load_experiment()?;
+            experiment = saved;
             settings = dir.load_settings()?;
         } else if dir.holds_run() && !args.force {
             bail!(
@@ -163,6 +164,9 @@ impl RunPlan {
         }
         if let Some(seed) = args.seed {
             experiment.seed = seed;
+        }
+        if let Some(precision) = args.compute.precision {
+            experiment.precision = precision;
         }
         if let Some(epochs) = args.epochs {
             ensure!(epochs > 0, "--epochs must be at least 1");

@@ -1,5 +1,9 @@
-//! Where and how tensors run: device choice, CPU threads, allocator tuning, `resnext info`.
-use anyhow::{bail, Context, Result};
+//! Where and how tensors run: device choice and the settings that follow from it, CPU threads,
+//! allocator tuning, `resnext info`.
+use crate::cli::ComputeArgs;
+use crate::config::Precision;
+use crate::torch_ext::{self, MemoryFormat};
+use anyhow::{bail, ensure, Context, Result};
 use tch::Device;
 
 /// `auto` (CUDA 0 when present, else CPU), `cpu`, `cuda` or `cuda:N`.
@@ -21,18 +25,82 @@ pub fn parse_device(spec: &str) -> Result<Device> {
                 env!("LIBTORCH_VERSION")
             );
         }
-        // Fixed input shapes: let cuDNN pick the fastest convolution algorithms once.
-        tch::Cuda::cudnn_set_benchmark(true);
     }
     Ok(device)
 }
 
-/// bf16 autocast is a CUDA feature here; on a CPU it would silently do nothing.
-pub fn check_amp(amp: bool, device: Device) -> Result<()> {
-    if amp && !device.is_cuda() {
-        bail!("--amp (bf16 autocast) needs a CUDA device, got {device:?}");
+/// How a command's tensors run. Every setting whose best value depends on the device is a
+/// field with that device's default, so the tests can run the CUDA-shaped code on a CPU.
+#[derive(Debug, Clone)]
+pub struct Compute {
+    pub device: Device,
+    pub precision: Precision,
+    pub memory_format: MemoryFormat,
+    /// cuDNN benchmark mode: the input shapes are fixed, so timing the algorithms once pays.
+    pub cudnn_benchmark: bool,
+    pub tf32: bool,
+    /// Images per evaluation batch.
+    pub eval_batch: usize,
+    /// Training reads the losses back (a host sync) every this many steps.
+    pub sync_every: usize,
+}
+
+impl Compute {
+    /// The settings for `args` on a run whose config says `precision`; `eval_batch` and
+    /// `sync_every` are the command's own options, when it has them.
+    pub fn new(
+        args: &ComputeArgs,
+        precision: Precision,
+        eval_batch: Option<u64>,
+        sync_every: Option<u64>,
+    ) -> Result<Self> {
+        ensure!(!args.amp, "--amp is gone: use --precision bf16 (autocast to bfloat16 on the run's device)");
+        let cuda = args.device.is_cuda();
+        let compute = Compute {
+            device: args.device,
+            precision: args.precision.unwrap_or(precision),
+            // CUDA keeps NCHW until channels-last is measured faster there (README, Performance).
+            memory_format: args.memory_format.unwrap_or(if cuda {
+                MemoryFormat::Contiguous
+            } else {
+                MemoryFormat::ChannelsLast
+            }),
+            cudnn_benchmark: args.cudnn_benchmark.unwrap_or(cuda),
+            tf32: args.tf32,
+            eval_batch: eval_batch.map(|n| n as usize).unwrap_or(if cuda { 1000 } else { 64 }),
+            sync_every: sync_every.map(|n| n as usize).unwrap_or(if cuda { 50 } else { 1 }),
+        };
+        compute.apply();
+        Ok(compute)
     }
-    Ok(())
+
+    /// Sets libtorch's process-wide switches to these settings.
+    fn apply(&self) {
+        tch::Cuda::cudnn_set_benchmark(self.cudnn_benchmark);
+        torch_ext::set_tf32(self.tf32);
+    }
+
+    /// Runs `f` under autocast when the precision asks for it.
+    pub fn autocast<T>(&self, f: impl FnOnce() -> T) -> T {
+        torch_ext::autocast(self.device, self.precision.autocast_dtype(), f)
+    }
+
+    /// One line for logs and reports.
+    pub fn describe(&self) -> String {
+        let format = match self.memory_format {
+            MemoryFormat::ChannelsLast => "channels-last",
+            MemoryFormat::Contiguous => "NCHW",
+        };
+        format!(
+            "{:?}, {}, {format}, eval batch {}, sync every {} step(s), cuDNN benchmark {}, TF32 {}",
+            self.device,
+            self.precision.name(),
+            self.eval_batch,
+            self.sync_every,
+            self.cudnn_benchmark,
+            self.tf32
+        )
+    }
 }
 
 /// One intra-op thread per core (libtorch's default may count hyper-threads or a cgroup's

@@ -1,72 +1,73 @@
-//! The epoch's per-step record of losses and correct predictions, kept on the device: reading
-//! it is a host sync, which the training loop does only every few steps.
+//! The epoch's per-step record of losses and correct predictions. Each step writes its three
+//! numbers into a tensor on the device (two ops, no host sync); the loop reads them back only
+//! every `sync_every` steps and adds them up on the host, in f64 and in step order, so a run
+//! resumed mid-epoch sums exactly as an uninterrupted one.
 use crate::batches::EpochPlan;
 use crate::checkpoint::EpochSums;
 use std::time::Instant;
 use tch::{Device, Kind, Tensor};
 
+/// What a training step reports, as one `[3]` float tensor: its mean cross-entropy, the
+/// kernels' sum of squares before its update, and its number of correct predictions.
+pub const STATS: usize = 3;
+
 pub struct StepLog {
-    /// Per step: loss with L2, cross-entropy, correct predictions, each summed over the batch.
-    loss: Tensor,
-    ce: Tensor,
-    correct: Tensor,
-    /// Sums of the steps done before this process took over the epoch (after a resume).
-    before: EpochSums,
-    first_step: usize,
-    images_before: usize,
+    /// `[steps, STATS]` on the device.
+    steps: Tensor,
+    l2: f64,
+    /// Sums of the steps before `synced`, those before a resume included.
+    sums: EpochSums,
+    synced: usize,
+    seen_before: usize,
+    seconds_before: f64,
     started: Instant,
 }
 
 impl StepLog {
     /// A log for the steps of `plan` from `first_step` on; `before` sums the earlier ones.
-    pub fn new(plan: &EpochPlan, first_step: usize, before: &EpochSums, device: Device) -> Self {
-        let zeros = || Tensor::zeros([plan.steps as i64], (Kind::Double, device));
+    pub fn new(plan: &EpochPlan, first_step: usize, before: &EpochSums, l2: f64, device: Device) -> Self {
         StepLog {
-            loss: zeros(),
-            ce: zeros(),
-            correct: zeros(),
-            before: before.clone(),
-            first_step,
-            images_before: plan.images_until(first_step),
+            steps: Tensor::zeros([plan.steps as i64, STATS as i64], (Kind::Float, device)),
+            l2,
+            sums: before.clone(),
+            synced: first_step,
+            seen_before: before.seen,
+            seconds_before: before.seconds,
             started: Instant::now(),
         }
     }
 
-    pub fn record(&self, step: usize, ce: &Tensor, penalty: &Tensor, logits: &Tensor, labels: &Tensor) {
-        let batch = labels.size()[0] as f64;
-        let step = step as i64;
-        tch::no_grad(|| {
-            let ce = ce.to_kind(Kind::Double) * batch;
-            self.loss.get(step).copy_(&(&ce + penalty.to_kind(Kind::Double) * batch));
-            self.ce.get(step).copy_(&ce);
-            self.correct.get(step).copy_(&logits.argmax(-1, false).eq_tensor(labels).sum(Kind::Double));
-        });
+    /// Keeps step `step`'s stats (see [`STATS`]).
+    pub fn record(&self, step: usize, stats: &Tensor) {
+        tch::no_grad(|| self.steps.get(step as i64).copy_(stats));
     }
 
-    /// The first step in `from..to` whose loss is NaN or infinite.
-    pub fn first_non_finite(&self, from: usize, to: usize) -> Option<usize> {
-        let finite = self.loss.narrow(0, from as i64, (to - from) as i64).isfinite();
-        if bool::try_from(finite.all()).unwrap_or(false) {
-            return None;
+    /// Reads the steps before `done` that are not summed yet and adds them. Returns the first
+    /// step whose loss is NaN or infinite, if any.
+    pub fn sync(&mut self, plan: &EpochPlan, done: usize) -> Result<&EpochSums, usize> {
+        let fresh = self.steps.narrow(0, self.synced as i64, (done - self.synced) as i64);
+        let values = Vec::<f32>::try_from(fresh.to_device(Device::Cpu).flatten(0, -1)).expect("float stats");
+        for (offset, stats) in values.chunks_exact(STATS).enumerate() {
+            let step = self.synced + offset;
+            let (ce, squares, correct) = (stats[0] as f64, stats[1] as f64, stats[2] as f64);
+            let loss = ce + self.l2 * squares;
+            if !loss.is_finite() {
+                return Err(step);
+            }
+            let batch = plan.batch_len(step) as f64;
+            self.sums.loss += loss * batch;
+            self.sums.ce += ce * batch;
+            self.sums.correct += correct;
+            self.sums.seen += plan.batch_len(step);
         }
-        let finite = Vec::<bool>::try_from(finite).unwrap_or_default();
-        Some(from + finite.iter().position(|ok| !ok).unwrap_or(0))
+        self.synced = done;
+        self.sums.seconds = self.seconds_before + self.seconds();
+        Ok(&self.sums)
     }
 
-    /// Sums of the epoch's steps `0..done`, those before a resume included.
-    pub fn sums(&self, plan: &EpochPlan, done: usize) -> EpochSums {
-        let span = |t: &Tensor| {
-            let steps = t.narrow(0, self.first_step as i64, (done - self.first_step) as i64);
-            f64::try_from(steps.sum(Kind::Double)).unwrap_or(f64::NAN)
-        };
-        let before = &self.before;
-        EpochSums {
-            loss: before.loss + span(&self.loss),
-            ce: before.ce + span(&self.ce),
-            correct: before.correct + span(&self.correct),
-            seen: before.seen + plan.images_until(done) - self.images_before,
-            seconds: before.seconds + self.seconds(),
-        }
+    /// The sums as of the last sync.
+    pub fn sums(&self) -> &EpochSums {
+        &self.sums
     }
 
     /// Seconds since this process started the epoch.
@@ -75,9 +76,10 @@ impl StepLog {
     }
 
     /// The progress line's text: running loss and accuracy, and this process's speed.
-    pub fn progress_message(&self, sums: &EpochSums) -> String {
+    pub fn progress_message(&self) -> String {
+        let sums = &self.sums;
         let seen = sums.seen as f64;
-        let speed = (sums.seen - self.before.seen) as f64 / self.seconds().max(1e-9);
+        let speed = (sums.seen - self.seen_before) as f64 / self.seconds().max(1e-9);
         format!("loss {:.4} acc {:.4} {speed:.0} img/s", sums.loss / seen, sums.correct / seen)
     }
 }

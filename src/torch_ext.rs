@@ -22,6 +22,7 @@ extern "C" {
     fn ext_is_channels_last(input: *mut C_tensor, channels_last: *mut bool) -> Error;
     fn ext_set_tf32(enabled: bool) -> Error;
     fn ext_tf32(cudnn: *mut bool, cublas: *mut bool) -> Error;
+    fn ext_cudnn_benchmark(enabled: *mut bool) -> Error;
     fn ext_op_counter_start() -> Error;
     fn ext_op_counter_stop(count: *mut u64) -> Error;
 }
@@ -150,6 +151,13 @@ pub fn tf32() -> (bool, bool) {
     let (mut cudnn, mut cublas) = (false, false);
     check(unsafe { ext_tf32(&mut cudnn, &mut cublas) }, "TF32 switch");
     (cudnn, cublas)
+}
+
+/// Whether cuDNN benchmark mode is on (set with `tch::Cuda::cudnn_set_benchmark`).
+pub fn cudnn_benchmark() -> bool {
+    let mut enabled = false;
+    check(unsafe { ext_cudnn_benchmark(&mut enabled) }, "cuDNN benchmark flag");
+    enabled
 }
 
 /// Counts the ATen operators that `f` dispatches, on this thread and on the threads the

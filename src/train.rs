@@ -11,16 +11,16 @@ use crate::cli::TrainArgs;
 use crate::config::Experiment;
 use crate::data::{self, Cifar10, Split};
 use crate::metrics::{self, EpochRow};
-use crate::network::{eval_batch_size, evaluate, Network};
+use crate::network::{evaluate, Network};
 use crate::optim::Sgd;
 use crate::progress::EpochProgress;
 use crate::run_dir::{RunDir, RunPlan};
-use crate::runtime;
+use crate::runtime::Compute;
 use crate::step_log::StepLog;
 use anyhow::{bail, ensure, Result};
 use std::sync::atomic::{AtomicBool, Ordering};
 use tch::nn::ModuleT;
-use tch::{Device, Kind, Tensor};
+use tch::{Kind, Tensor};
 
 pub enum Outcome {
     Finished,
@@ -44,35 +44,40 @@ fn stop_requested() -> bool {
     STOP_REQUESTED.load(Ordering::SeqCst)
 }
 
-/// One SGD step on a batch of normalised images: forward (optionally under bf16 autocast),
-/// cross-entropy on the logits, backward, update. Returns the batch's mean cross-entropy and
-/// the logits, both detached.
+/// One SGD step on a batch of normalised images: forward (under autocast in bf16),
+/// cross-entropy on the float32 logits, backward straight into a list of gradients (none is
+/// stored on the variables, so none needs zeroing), update. Returns the step's stats for the
+/// [`StepLog`]: mean cross-entropy, the kernels' sum of squares before the update, correct
+/// predictions.
 pub fn train_step(
     network: &Network,
     sgd: &mut Sgd,
     images: &Tensor,
     labels: &Tensor,
     lr: f64,
-    amp: bool,
-) -> (Tensor, Tensor) {
-    let logits = tch::autocast(amp, || network.forward_t(images, true)).to_kind(Kind::Float);
-    let ce = logits.cross_entropy_for_logits(labels);
-    sgd.zero_grad();
-    ce.backward();
-    sgd.step(lr);
-    (ce.detach(), logits.detach())
+    compute: &Compute,
+) -> Tensor {
+    let logits = compute.autocast(|| network.forward_t(images, true));
+    let ce = logits.cross_entropy_loss::<Tensor>(labels, None, tch::Reduction::Mean, -100, 0.0);
+    let squares = sgd.kernel_sum_of_squares();
+    let grads = Tensor::run_backward(&[&ce], sgd.params(), false, false);
+    sgd.step(&grads, lr);
+    tch::no_grad(|| {
+        let correct = logits.argmax(-1, false).eq_tensor(labels).sum(Kind::Float);
+        Tensor::stack(&[ce, squares, correct], 0)
+    })
 }
 
 pub fn run(args: &TrainArgs) -> Result<Outcome> {
     // Everything that can fail on bad input (config, device, data, checkpoint) is checked
     // before the run folder is touched, so a failed start leaves existing results as they were.
     let plan = RunPlan::new(args)?;
-    let (experiment, settings, device) = (&plan.experiment, &plan.settings, args.device.device);
-    runtime::check_amp(settings.amp, device)?;
+    let (experiment, settings) = (&plan.experiment, &plan.settings);
+    let compute = Compute::new(&args.compute, experiment.precision, args.eval_batch.eval_batch, args.sync_every)?;
     let data = Cifar10::load(&data::resolve_dir(args.data.data_dir.as_deref()))?;
-    let train = data.train.first(settings.train_limit.unwrap_or(usize::MAX)).to_device(device);
-    let test = data.test.first(settings.test_limit.unwrap_or(usize::MAX)).to_device(device);
-    let network = Network::new(experiment, device);
+    let train = data.train.first(settings.train_limit.unwrap_or(usize::MAX)).to_device(compute.device);
+    let test = data.test.first(settings.test_limit.unwrap_or(usize::MAX)).to_device(compute.device);
+    let network = Network::new(experiment, &compute);
     let mut sgd = Sgd::new(network.parameters(), &experiment.optimizer);
     let mut state = match plan.resume {
         true => checkpoint::restore_training(&plan.dir.last(), &network, &mut sgd)?,
@@ -85,8 +90,9 @@ pub fn run(args: &TrainArgs) -> Result<Outcome> {
         println!("resuming {} at epoch {} step {}", plan.dir.path().display(), state.epoch, state.step);
     }
     println!(
-        "training {} on {device:?}: {} train / {} test images, batch {}, epochs {}..{}, results in {}",
+        "training {} on {}: {} train / {} test images, batch {}, epochs {}..{}, results in {}",
         experiment.name,
+        compute.describe(),
         train.len(),
         test.len(),
         experiment.batch_size,
@@ -95,15 +101,8 @@ pub fn run(args: &TrainArgs) -> Result<Outcome> {
         plan.dir.path().display()
     );
     install_stop_handler();
-    let trainer = Trainer {
-        experiment,
-        network: &network,
-        train: &train,
-        test: &test,
-        dir: &plan.dir,
-        device,
-        amp: settings.amp,
-    };
+    let trainer =
+        Trainer { experiment, network: &network, train: &train, test: &test, dir: &plan.dir, compute: &compute };
     while state.epoch < experiment.epochs {
         let outcome = trainer.train_epoch(&mut state, &mut sgd)?;
         // A stop asked for during evaluation takes effect here, at the epoch boundary.
@@ -121,8 +120,7 @@ struct Trainer<'a> {
     train: &'a Split,
     test: &'a Split,
     dir: &'a RunDir,
-    device: Device,
-    amp: bool,
+    compute: &'a Compute,
 }
 
 impl Trainer<'_> {
@@ -130,27 +128,22 @@ impl Trainer<'_> {
     fn train_epoch(&self, state: &mut TrainState, sgd: &mut Sgd) -> Result<Outcome> {
         let epoch = state.epoch;
         let lr = state.lr_rule.lr_for_epoch(epoch);
-        let plan = EpochPlan::new(self.experiment, epoch, self.train.len(), self.device);
-        let log = StepLog::new(&plan, state.step, &state.partial, self.device);
+        let plan = EpochPlan::new(self.experiment, epoch, self.train.len(), self.compute.device);
+        let mut log = StepLog::new(&plan, state.step, &state.partial, sgd.l2(), self.compute.device);
         let label = format!("epoch {}/{}", epoch + 1, self.experiment.epochs);
         let progress = EpochProgress::new(label, plan.steps, state.step);
-        // On a GPU, read the losses back (and check them) only every 50 steps.
-        let sync_every = if self.device.is_cuda() { 50 } else { 1 };
-        let mut checked = state.step;
         for step in state.step..plan.steps {
             let (images, labels) = plan.batch(step, self.train);
-            let penalty = sgd.l2_penalty();
-            let (ce, logits) = train_step(self.network, sgd, &images, &labels, lr, self.amp);
-            log.record(step, &ce, &penalty, &logits, &labels);
+            let stats = train_step(self.network, sgd, &images, &labels, lr, self.compute);
+            log.record(step, &stats);
             let done = step + 1;
             let stop = stop_requested() && done < plan.steps;
-            if done % sync_every == 0 || done == plan.steps || stop {
-                self.check_finite(&log, epoch, checked, done)?;
-                checked = done;
-                progress.update(done, &log.progress_message(&log.sums(&plan, done)));
+            if done % self.compute.sync_every == 0 || done == plan.steps || stop {
+                self.sync(&mut log, &plan, epoch, done)?;
+                progress.update(done, &log.progress_message());
             }
             if stop {
-                (state.partial, state.step) = (log.sums(&plan, done), done);
+                (state.partial, state.step) = (log.sums().clone(), done);
                 checkpoint::save_training(&self.dir.last(), state, self.network, sgd)?;
                 let last = self.dir.last();
                 progress.finish(&format!(
@@ -160,7 +153,8 @@ impl Trainer<'_> {
                 return Ok(Outcome::Interrupted);
             }
         }
-        let row = self.evaluate_epoch(state, sgd, &log, &log.sums(&plan, plan.steps), lr);
+        let sums = self.sync(&mut log, &plan, epoch, plan.steps)?;
+        let row = self.evaluate_epoch(state, sgd, &log, &sums, lr);
         let last = self.dir.last();
         ensure!(
             row.val_loss.is_finite(),
@@ -186,24 +180,24 @@ impl Trainer<'_> {
         Ok(Outcome::Finished)
     }
 
-    /// Stops the run, naming the step, when a loss of steps `from..to` is not finite.
-    fn check_finite(&self, log: &StepLog, epoch: usize, from: usize, to: usize) -> Result<()> {
-        if let Some(bad) = log.first_non_finite(from, to) {
-            let last = self.dir.last();
-            bail!(
+    /// The epoch's sums so far (see [`StepLog::sync`]); stops the run, naming the step, when
+    /// a loss is not finite.
+    fn sync(&self, log: &mut StepLog, plan: &EpochPlan, epoch: usize, done: usize) -> Result<EpochSums> {
+        match log.sync(plan, done) {
+            Ok(sums) => Ok(sums.clone()),
+            Err(bad) => bail!(
                 "training diverged: the loss is not finite at epoch {epoch} step {bad} (lr too high?); \
                  the last good checkpoint {} is kept",
-                last.display()
-            );
+                self.dir.last().display()
+            ),
         }
-        Ok(())
     }
 
     /// The epoch's CSV row: training sums plus a pass over the test set. Keras's `val_loss`
     /// is the test cross-entropy plus the L2 penalty at the epoch's end.
     fn evaluate_epoch(&self, state: &TrainState, sgd: &Sgd, log: &StepLog, sums: &EpochSums, lr: f64) -> EpochRow {
-        let (val_ce, val_accuracy, _) = evaluate(self.network, self.test, eval_batch_size(self.device));
-        let val_penalty = f64::try_from(sgd.l2_penalty()).unwrap_or(f64::NAN);
+        let (val_ce, val_accuracy, _) = evaluate(self.network, self.test, self.compute);
+        let val_penalty = sgd.l2() * f64::try_from(sgd.kernel_sum_of_squares()).unwrap_or(f64::NAN);
         let n = sums.seen as f64;
         EpochRow {
             epoch: state.epoch,
