@@ -4,6 +4,7 @@
 // into Rust. The safe Rust side is `src/torch_ext.rs`.
 #include <ATen/ATen.h>
 #include <ATen/autocast_mode.h>
+#include <ATen/detail/CUDAHooksInterface.h>
 #include <ATen/record_function.h>
 
 #include <atomic>
@@ -140,6 +141,15 @@ char* ext_tf32(bool* cudnn, bool* cublas) {
   return protect([&] {
     *cudnn = at::globalContext().allowTF32CuDNN();
     *cublas = at::globalContext().allowTF32CuBLAS();
+  });
+}
+
+// The CUDA runtime and cuDNN versions libtorch was built with and loads (0 without CUDA).
+char* ext_cuda_versions(int64_t* runtime, int64_t* cudnn) {
+  return protect([&] {
+    const auto& hooks = at::detail::getCUDAHooks();
+    *runtime = hooks.hasCUDART() ? hooks.versionCUDART() : 0;
+    *cudnn = hooks.hasCuDNN() ? hooks.versionCuDNN() : 0;
   });
 }
 

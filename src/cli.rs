@@ -20,8 +20,9 @@ pub struct Cli {
 
 #[derive(Subcommand)]
 pub enum Command {
-    /// Print libtorch's version, whether CUDA and cuDNN are available, the GPUs and CPU threads.
-    Info,
+    /// Print libtorch's version, the CUDA driver and runtime, the GPUs in libtorch's order
+    /// (name, memory, compute capability, native bf16), the CPU and its threads.
+    Info(InfoArgs),
     /// Print a Keras-style table of the experiment's network with its parameter totals.
     Summary(ExperimentArgs),
     /// Work with the CIFAR-10 data.
@@ -42,6 +43,14 @@ pub enum Command {
     Bench(BenchArgs),
     /// Classify PNG or JPEG images (resized to 32x32) and print the top-3 classes.
     Predict(PredictArgs),
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct InfoArgs {
+    /// Print only the number of CUDA devices libtorch sees (honouring CUDA_VISIBLE_DEVICES),
+    /// for scripts.
+    #[arg(long)]
+    pub gpus: bool,
 }
 
 #[derive(Subcommand)]

@@ -11,6 +11,7 @@ pub mod data;
 pub mod download;
 pub mod eval;
 pub mod export;
+pub mod gpus;
 pub mod metrics;
 pub mod model;
 pub mod network;

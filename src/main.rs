@@ -19,7 +19,8 @@ fn main() {
 
 fn dispatch(command: Command) -> Result<i32> {
     match command {
-        Command::Info => println!("{}", runtime::info()?),
+        Command::Info(args) if args.gpus => println!("{}", tch::Cuda::device_count()),
+        Command::Info(_) => println!("{}", runtime::info()?),
         Command::Summary(args) => {
             let experiment = config::Experiment::load(&args.experiment, &args.set)?;
             print!("{}", summary::format(&experiment.name, &summary::rows(&experiment.model)));

@@ -41,6 +41,11 @@ impl CheckpointName {
     }
 }
 
+/// A run folder's lock (see [`RunDir::lock`]); released when dropped.
+pub struct RunLock {
+    _file: std::fs::File,
+}
+
 /// The files of one run folder.
 #[derive(Debug, Clone)]
 pub struct RunDir {
@@ -84,6 +89,35 @@ impl RunDir {
     /// Where `export` writes the TorchScript file unless told otherwise.
     pub fn export(&self) -> PathBuf {
         self.path.join("model.pt")
+    }
+
+    /// Takes the run's lock, held for as long as the returned value lives: an advisory lock
+    /// (`flock`) on `<run>/.lock`, which the kernel releases when the process ends, however it
+    /// ends, so a crash never leaves it stuck. A second trainer of the folder is refused.
+    pub fn lock(&self) -> Result<RunLock> {
+        use std::io::Write;
+        use std::os::fd::AsRawFd;
+        let path = self.path.join(".lock");
+        let mut file = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .open(&path)
+            .with_context(|| format!("cannot open the run's lock file {}", path.display()))?;
+        if unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } != 0 {
+            let holder = std::fs::read_to_string(&path).unwrap_or_default();
+            bail!(
+                "{} is being trained by another process ({}): let it finish, or stop it (it checkpoints on Ctrl-C) \
+                 and continue with --resume",
+                self.path.display(),
+                holder.trim()
+            );
+        }
+        let host = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap_or_default();
+        file.set_len(0)?;
+        write!(file, "pid {} on {}", std::process::id(), host.trim())?;
+        Ok(RunLock { _file: file })
     }
 
     pub fn holds_run(&self) -> bool {
@@ -179,12 +213,14 @@ impl RunPlan {
         Ok(RunPlan { experiment, settings, dir, resume, force: args.force })
     }
 
-    /// Creates the run folder (clearing an old run with --force) and records the resolved
-    /// config, the data settings and the command line.
-    pub fn record(&self) -> Result<()> {
+    /// Creates the run folder and takes its lock, then (clearing an old run with --force)
+    /// records the resolved config, the data settings and the command line. The run is this
+    /// process's for as long as the returned lock lives.
+    pub fn record(&self) -> Result<RunLock> {
         let dir = &self.dir;
         std::fs::create_dir_all(dir.path())
             .with_context(|| format!("cannot create the run folder {}", dir.path().display()))?;
+        let lock = dir.lock()?;
         if self.force {
             for file in [dir.metrics(), dir.last(), dir.best()] {
                 if file.exists() {
@@ -197,7 +233,8 @@ impl RunPlan {
         let mut commands = std::fs::read_to_string(dir.commands()).unwrap_or_default();
         commands.push_str(&std::env::args().collect::<Vec<_>>().join(" "));
         commands.push('\n');
-        write_bytes(&dir.commands(), "the command log", commands.as_bytes())
+        write_bytes(&dir.commands(), "the command log", commands.as_bytes())?;
+        Ok(lock)
     }
 }
 

@@ -2,8 +2,9 @@
 //! allocator tuning, `resnext info`.
 use crate::cli::ComputeArgs;
 use crate::config::Precision;
+use crate::gpus;
 use crate::torch_ext::{self, MemoryFormat};
-use anyhow::{bail, ensure, Context, Result};
+use anyhow::{bail, ensure, Result};
 use tch::Device;
 
 /// `auto` (CUDA 0 when present, else CPU), `cpu`, `cuda` or `cuda:N`.
@@ -134,18 +135,61 @@ pub fn reexec_with_malloc_tuning() {
     eprintln!("note: could not re-execute with malloc tuning ({error}); continuing without it");
 }
 
-/// The facts a user checks first: versions, CUDA and cuDNN, GPUs, threads.
+/// The facts a user checks first: versions, CUDA and cuDNN, the GPUs in libtorch's order,
+/// native bf16, threads.
 pub fn info() -> Result<String> {
+    let driver = gpus::driver();
+    let (runtime, cudnn) = torch_ext::cuda_versions();
+    let version = |v: Option<i64>, text: fn(i64) -> String| v.map(text).unwrap_or_else(|| "none".into());
     let mut lines = vec![
         format!("resnext {}", env!("CARGO_PKG_VERSION")),
         format!("libtorch: {}", env!("LIBTORCH_VERSION")),
+        format!(
+            "libtorch's CUDA runtime: {}, cuDNN: {}",
+            version(runtime, |v| gpus::cuda_version_text(v as i32)),
+            version(cudnn, |v| format!("{}.{}.{}", v / 10000, v / 100 % 100, v % 100))
+        ),
+        match (&driver.unavailable, &driver.release, driver.cuda_version) {
+            (Some(why), _, _) => format!("NVIDIA driver: {why}"),
+            (None, release, cuda) => format!(
+                "NVIDIA driver: {} (supports CUDA {})",
+                release.as_deref().unwrap_or("release unknown"),
+                cuda.map(gpus::cuda_version_text).unwrap_or_else(|| "?".into())
+            ),
+        },
         format!("CUDA available: {}", tch::Cuda::is_available()),
         format!("cuDNN available: {}", tch::Cuda::cudnn_is_available()),
         format!("GPU count: {}", tch::Cuda::device_count()),
     ];
-    for index in 0..tch::Cuda::device_count() {
-        lines.push(format!("  cuda:{index}: {}", gpu_name(index)?));
+    for gpu in &driver.gpus {
+        let (major, minor) = gpu.compute_capability;
+        lines.push(format!(
+            "  cuda:{}: {}, {:.1} GiB, compute capability {major}.{minor}, native bf16: {}",
+            gpu.index,
+            gpu.name,
+            gpu.memory_bytes as f64 / (1u64 << 30) as f64,
+            if gpu.native_bf16() { "yes" } else { "no (emulated: slower than fp32)" }
+        ));
     }
+    if !driver.gpus.is_empty() && !tch::Cuda::is_available() {
+        lines.push(format!(
+            "note: the driver sees {} GPU(s) but libtorch {} cannot use them: this build needs a driver for CUDA {}; \
+             install a torch wheel for an older CUDA (README, Other wheels)",
+            driver.gpus.len(),
+            env!("LIBTORCH_VERSION"),
+            version(runtime, |v| gpus::cuda_version_text(v as i32))
+        ));
+    }
+    let cpu = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
+    let model = cpu.lines().find_map(|l| l.strip_prefix("model name")).map(|m| m.trim_start_matches([' ', '\t', ':']));
+    lines.push(format!(
+        "CPU: {}, native bf16: {}",
+        model.unwrap_or("unknown"),
+        match gpus::cpu_native_bf16() {
+            Some(flag) => format!("yes ({flag})"),
+            None => "no (no AMX or AVX512-BF16: bf16 is emulated, much slower than fp32)".into(),
+        }
+    ));
     lines.push(format!("CPU threads (intra-op): {}", tch::get_num_threads()));
     lines.push(format!("CPU cores: {}", std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1)));
     lines.push(format!(
@@ -159,16 +203,4 @@ pub fn info() -> Result<String> {
         std::env::var("GLIBC_TUNABLES").map(|v| format!("GLIBC_TUNABLES={v}")).unwrap_or_else(|_| "off".into())
     ));
     Ok(lines.join("\n"))
-}
-
-/// libtorch's C++ API has no device-name call that tch wraps; nvidia-smi knows it.
-fn gpu_name(index: i64) -> Result<String> {
-    let output = std::process::Command::new("nvidia-smi")
-        .args(["--query-gpu=name,memory.total", "--format=csv,noheader", &format!("--id={index}")])
-        .output()
-        .context("nvidia-smi not found");
-    Ok(match output {
-        Ok(out) if out.status.success() => String::from_utf8_lossy(&out.stdout).trim().to_string(),
-        _ => "(name unknown: nvidia-smi not available)".to_string(),
-    })
 }

@@ -23,6 +23,7 @@ extern "C" {
     fn ext_set_tf32(enabled: bool) -> Error;
     fn ext_tf32(cudnn: *mut bool, cublas: *mut bool) -> Error;
     fn ext_cudnn_benchmark(enabled: *mut bool) -> Error;
+    fn ext_cuda_versions(runtime: *mut i64, cudnn: *mut i64) -> Error;
     fn ext_op_counter_start() -> Error;
     fn ext_op_counter_stop(count: *mut u64) -> Error;
 }
@@ -158,6 +159,18 @@ pub fn cudnn_benchmark() -> bool {
     let mut enabled = false;
     check(unsafe { ext_cudnn_benchmark(&mut enabled) }, "cuDNN benchmark flag");
     enabled
+}
+
+/// The CUDA runtime and cuDNN versions libtorch uses (e.g. 13000 and 91002), if it has them.
+pub fn cuda_versions() -> (Option<i64>, Option<i64>) {
+    let (mut runtime, mut cudnn) = (0, 0);
+    let error = unsafe { ext_cuda_versions(&mut runtime, &mut cudnn) };
+    if !error.is_null() {
+        unsafe { ext_free_error(error) };
+        return (None, None);
+    }
+    let known = |v: i64| (v > 0).then_some(v);
+    (known(runtime), known(cudnn))
 }
 
 /// Counts the ATen operators that `f` dispatches, on this thread and on the threads the

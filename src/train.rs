@@ -83,7 +83,7 @@ pub fn run(args: &TrainArgs) -> Result<Outcome> {
         true => checkpoint::restore_training(&plan.dir.last(), &network, &mut sgd)?,
         false => TrainState::new(experiment),
     };
-    plan.record()?;
+    let _lock = plan.record()?;
     if plan.resume {
         // The checkpoint is the truth: drop any row written after it (or half-written).
         metrics::rewrite(&plan.dir.metrics(), &state.history)?;

@@ -8,11 +8,19 @@ fn info_reports_libtorch_and_cuda() {
     assert!(output.status.success(), "{}", stderr(&output));
     let text = stdout(&output);
     assert!(text.contains("libtorch: 2.11.0"), "{text}");
-    let gpus_visible =
-        std::process::Command::new("nvidia-smi").arg("-L").output().map(|o| o.status.success()).unwrap_or(false);
-    if !gpus_visible {
+    let driver = resnext::gpus::driver();
+    if driver.gpus.is_empty() {
         assert!(text.contains("CUDA available: false") && text.contains("GPU count: 0"), "{text}");
+        assert_eq!(stdout(&run_resnext(&["info", "--gpus"])).trim(), "0");
     }
+    if let Some(why) = &driver.unavailable {
+        assert!(text.contains(&format!("NVIDIA driver: {why}")), "{text}");
+    }
+    // Each GPU in libtorch's order, and whether this CPU has native bf16.
+    for gpu in &driver.gpus {
+        assert!(text.contains(&format!("cuda:{}: {}", gpu.index, gpu.name)), "{text}");
+    }
+    assert!(text.contains("libtorch's CUDA runtime: ") && text.contains(", native bf16: "), "{text}");
     assert!(text.contains("CPU threads (intra-op): "), "{text}");
     // The binary tunes malloc for itself (unless the user chose their own tunables).
     if std::env::var_os("GLIBC_TUNABLES").is_none() {
