@@ -100,6 +100,9 @@ pub fn run(args: &TrainArgs) -> Result<Outcome> {
         experiment.epochs,
         plan.dir.path().display()
     );
+    if let Some(note) = compute.cpu_precision_note() {
+        println!("{note}");
+    }
     install_stop_handler();
     let trainer =
         Trainer { experiment, network: &network, train: &train, test: &test, dir: &plan.dir, compute: &compute };
