@@ -109,6 +109,44 @@ impl Warp {
     }
 }
 
+/// DeVries and Taylor's cutout: a square of zeros in each (normalised, augmented) image, its
+/// centre drawn uniformly over the pixels, clipped at the border. As in their code, a side L
+/// covers rows `y - L/2 .. y + L/2` (integer division, end excluded) around the drawn pixel y.
+pub struct Cutout {
+    /// `[N, 2, 1, 1]`: the middle row and column of each square (a half-integer: the middle of
+    /// an even span of pixels).
+    middles: Tensor,
+    /// Half the square's side in pixels, minus a half: `|row - middle| <= half` is inside.
+    half: f64,
+    rows: Tensor,
+    cols: Tensor,
+}
+
+impl Cutout {
+    /// Draws `n` squares of side `side` from torch's CPU generator.
+    pub fn random(side: usize, n: i64, height: i64, width: i64, device: Device) -> Self {
+        let k = (side / 2) as f64;
+        let draw = |size: i64| Tensor::randint(size, [n], (Kind::Int64, Device::Cpu)).to_kind(Kind::Float) - 0.5;
+        let middles = Tensor::stack(&[draw(height), draw(width)], 1).view([n, 2, 1, 1]).to_device(device);
+        let f32_opts = (Kind::Float, device);
+        Cutout {
+            middles,
+            half: k - 0.5,
+            rows: Tensor::arange(height, f32_opts).view([1, height, 1]),
+            cols: Tensor::arange(width, f32_opts).view([1, 1, width]),
+        }
+    }
+
+    /// Cuts the squares of images `start .. start + B` out of the batch `images`.
+    pub fn apply(&self, images: &Tensor, start: i64) -> Tensor {
+        let middles = self.middles.narrow(0, start, images.size()[0]).unbind(1);
+        let (rows, cols) = ((&self.rows - &middles[0]).abs(), (&self.cols - &middles[1]).abs());
+        // Inside the square: both distances (the larger one) within half the side.
+        let inside = rows.maximum(&cols).le(self.half);
+        images.masked_fill(&inside.unsqueeze(1), 0.0)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -149,6 +187,7 @@ mod tests {
             width_shift_range: 0.125,
             height_shift_range: 0.125,
             rotation_range: 15.0,
+            cutout: 0,
         };
         let t = Transforms::random(&cfg, 4, 8, 8);
         let warp = Warp::new(&t, 8, 8, Device::Cpu);
@@ -162,5 +201,30 @@ mod tests {
         let tx = Vec::<f64>::try_from(&t.tx).unwrap();
         assert!(theta.iter().all(|x| x.abs() <= 15.0) && tx.iter().all(|x| x.abs() <= 1.0));
         assert!(tx.iter().any(|x| x.fract() != 0.0), "shifts are continuous");
+    }
+
+    #[test]
+    fn cutout_zeroes_one_square_per_image_clipped_at_the_border() {
+        tch::manual_seed(5);
+        let n = 200;
+        let cutout = Cutout::random(8, n, 32, 32, Device::Cpu);
+        let images = Tensor::ones([n, 3, 32, 32], (Kind::Float, Device::Cpu));
+        let out = cutout.apply(&images, 0);
+        let middles = Vec::<f32>::try_from(cutout.middles.flatten(0, -1)).unwrap();
+        for i in 0..n as usize {
+            // The drawn pixel y = middle + 0.5; rows y-4 .. y+3 (and the same for columns), clipped.
+            let (y, x) = ((middles[2 * i] + 0.5) as i64, (middles[2 * i + 1] + 0.5) as i64);
+            assert!((0..32).contains(&y) && (0..32).contains(&x), "centres are pixels");
+            let span = |c: i64| ((c - 4).max(0), (c + 4).min(32));
+            let ((y1, y2), (x1, x2)) = (span(y), span(x));
+            let zeros = f64::try_from(out.get(i as i64).eq(0.0).sum(Kind::Float)).unwrap();
+            assert_eq!(zeros, (3 * (y2 - y1) * (x2 - x1)) as f64, "image {i}: square at ({y}, {x})");
+            let square = out.get(i as i64).narrow(1, y1, y2 - y1).narrow(2, x1, x2 - x1);
+            assert_eq!(f64::try_from(square.abs().sum(Kind::Float)).unwrap(), 0.0);
+        }
+        // Some squares lie partly outside: clipped, never wrapped.
+        assert!(middles.iter().any(|&m| m < 3.0) && middles.iter().any(|&m| m > 28.0));
+        // Slices start where they should.
+        assert!(cutout.apply(&images.narrow(0, 7, 5), 7).equal(&out.narrow(0, 7, 5)));
     }
 }

@@ -3,7 +3,7 @@
 //!
 //! Because an epoch's randomness depends only on the seed and the epoch number, a run resumed
 //! in the middle of an epoch sees the same batches as an uninterrupted one.
-use crate::augment::{Transforms, Warp};
+use crate::augment::{Cutout, Transforms, Warp};
 use crate::config::Experiment;
 use crate::data::{Normalizer, Split};
 use tch::{Device, Kind, Tensor};
@@ -18,6 +18,7 @@ pub struct EpochPlan {
     order: Tensor,
     normalizer: Normalizer,
     warp: Option<Warp>,
+    cutout: Option<Cutout>,
     batch_size: usize,
     pub steps: usize,
     len: usize,
@@ -34,9 +35,10 @@ impl EpochPlan {
             && aug.rotation_range == 0.0;
         // Drawn on the CPU (the same numbers on every device), then moved once per epoch.
         let warp = (!identity).then(|| Warp::new(&Transforms::random(aug, len as i64, 32, 32), 32, 32, device));
+        let cutout = (aug.cutout > 0).then(|| Cutout::random(aug.cutout, len as i64, 32, 32, device));
         let batch_size = experiment.batch_size;
         let normalizer = Normalizer::new(device);
-        EpochPlan { order, normalizer, warp, batch_size, steps: len.div_ceil(batch_size), len }
+        EpochPlan { order, normalizer, warp, cutout, batch_size, steps: len.div_ceil(batch_size), len }
     }
 
     /// Images in the batch of step `step` (the last batch is smaller, not dropped).
@@ -57,6 +59,10 @@ impl EpochPlan {
         let images = self.normalizer.apply(&split.images.index_select(0, &index));
         let images = match &self.warp {
             Some(warp) => warp.apply(&images, start),
+            None => images,
+        };
+        let images = match &self.cutout {
+            Some(cutout) => cutout.apply(&images, start),
             None => images,
         };
         (images, split.labels.index_select(0, &index))

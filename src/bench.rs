@@ -4,15 +4,12 @@ use crate::batches::EpochPlan;
 use crate::cli::BenchArgs;
 use crate::config::Experiment;
 use crate::data::{self, Cifar10, Normalizer, Split};
-use crate::network::Network;
-use crate::optim::Sgd;
+use crate::learner::Learner;
 use crate::runtime::Compute;
 use crate::torch_ext;
-use crate::train;
 use anyhow::Result;
 use std::path::Path;
 use std::time::Instant;
-use tch::nn::ModuleT;
 use tch::{Device, Kind, Tensor};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -39,18 +36,18 @@ pub fn run(args: &BenchArgs) -> Result<String> {
     let (split, source) = images(args.data.data_dir.as_deref(), needed)?;
     let split = split.to_device(device);
     let experiment = Experiment { batch_size: batch, ..experiment };
-    let network = Network::new(&experiment, &compute);
-    let mut sgd = Sgd::new(network.parameters(), &experiment.optimizer);
+    let mut learner = Learner::new(&experiment, &compute);
     let plan = EpochPlan::new(&experiment, 0, split.len(), device);
     let normalizer = Normalizer::new(device);
     let mut one_step = |step: usize| match args.mode {
         Mode::Train => {
             let (images, labels) = plan.batch(step, &split);
-            train::train_step(&network, &mut sgd, &images, &labels, 0.01, &compute)
+            learner.step(&images, &labels, 0.01, step, &compute)
         }
         Mode::Eval => {
             let images = normalizer.apply(&split.images.narrow(0, (step * batch) as i64, batch as i64));
-            tch::no_grad(|| compute.autocast(|| network.forward_t(&images, false)))
+            let network = learner.inference_network();
+            tch::no_grad(|| compute.autocast(|| network.infer(&images, experiment.test_time_flip)))
         }
         Mode::Data => plan.batch(step, &split).0,
     };

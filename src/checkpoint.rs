@@ -5,12 +5,12 @@
 //!
 //! Tensor names: `model.<variable>` (e.g. `model.stage1.block1.conv2.weight`, shape
 //! `[out, in/groups, kh, kw]`; `model.stem.bn.running_mean`), `velocity.<variable>` for each
-//! trainable variable. Metadata keys: `format` and `state`. All tensors are float32 in the
+//! trainable variable, and `ema.<variable>` for the weight average when the recipe has one
+//! (inference then uses those). Metadata keys: `format` and `state`. All tensors are float32 in the
 //! standard (NCHW) layout, whatever memory format or device trained them.
 use crate::config::Experiment;
+use crate::learner::Learner;
 use crate::metrics::EpochRow;
-use crate::network::Network;
-use crate::optim::Sgd;
 use crate::run_dir;
 use crate::schedule::LrRule;
 use anyhow::{bail, ensure, Context, Result};
@@ -25,6 +25,7 @@ pub const LAST: &str = "last.safetensors";
 pub const BEST: &str = "best.safetensors";
 const MODEL: &str = "model.";
 const VELOCITY: &str = "velocity.";
+const EMA: &str = "ema.";
 
 /// Named tensors plus a JSON state, as read from or written to disk.
 pub struct Checkpoint {
@@ -52,7 +53,7 @@ impl TrainState {
             epoch: 0,
             step: 0,
             partial: EpochSums::default(),
-            lr_rule: LrRule::new(experiment.lr_schedule.clone(), experiment.optimizer.lr),
+            lr_rule: LrRule::new(experiment.lr_schedule.clone(), experiment.warmup.clone(), experiment.optimizer.lr),
             best_val_accuracy: None,
             history: vec![],
         }
@@ -69,11 +70,15 @@ pub struct EpochSums {
     pub seconds: f64,
 }
 
-/// Writes the training state: weights, BN statistics, velocities and `state`.
-pub fn save_training(path: &Path, state: &TrainState, network: &Network, sgd: &Sgd) -> Result<()> {
-    let mut tensors = Checkpoint::model_tensors(&network.vs);
-    for (name, velocity) in sgd.velocities() {
+/// Writes the training state: weights, BN statistics, velocities, the weight average and
+/// `state`.
+pub fn save_training(path: &Path, state: &TrainState, learner: &Learner) -> Result<()> {
+    let mut tensors = Checkpoint::tensors_of(&learner.network.vs, MODEL);
+    for (name, velocity) in learner.sgd.velocities() {
         tensors.insert(format!("{VELOCITY}{name}"), velocity.shallow_clone());
+    }
+    if let Some(ema) = &learner.ema {
+        tensors.extend(Checkpoint::tensors_of(&ema.network().vs, EMA));
     }
     let had_one = path.exists();
     Checkpoint { tensors, state: serde_json::to_value(state)? }.save(path).map_err(|error| {
@@ -82,26 +87,30 @@ pub fn save_training(path: &Path, state: &TrainState, network: &Network, sgd: &S
     })
 }
 
-/// Loads a `last.safetensors` into the network and optimizer and returns its training state.
-pub fn restore_training(path: &Path, network: &Network, sgd: &mut Sgd) -> Result<TrainState> {
+/// Loads a `last.safetensors` into the learner and returns its training state.
+pub fn restore_training(path: &Path, learner: &mut Learner) -> Result<TrainState> {
     let checkpoint = Checkpoint::load(path)?;
-    checkpoint.restore_model(&network.vs, path)?;
-    for (name, velocity) in sgd.velocities_mut() {
+    checkpoint.restore(&learner.network.vs, MODEL, path)?;
+    for (name, velocity) in learner.sgd.velocities_mut() {
         let key = format!("{VELOCITY}{name}");
         let saved =
             checkpoint.tensors.get(&key).with_context(|| format!("checkpoint {} has no {key}", path.display()))?;
         ensure!(saved.size() == velocity.size(), "checkpoint {}: {key} has the wrong shape", path.display());
         tch::no_grad(|| velocity.copy_(saved));
     }
+    if let Some(ema) = &learner.ema {
+        checkpoint.restore(&ema.network().vs, EMA, path)?;
+    }
     serde_json::from_value(checkpoint.state)
         .with_context(|| format!("checkpoint {}: training state is malformed", path.display()))
 }
 
-/// Writes the weights of the epoch `row` as the run's best.
-pub fn save_best(path: &Path, network: &Network, experiment: &Experiment, row: &EpochRow) -> Result<()> {
+/// Writes the weights of the epoch `row` as the run's best: those it was evaluated with (the
+/// average, when the recipe has one).
+pub fn save_best(path: &Path, learner: &Learner, experiment: &Experiment, row: &EpochRow) -> Result<()> {
     let state =
         serde_json::json!({"epoch": row.epoch, "val_accuracy": row.val_accuracy, "experiment": experiment.name});
-    Checkpoint { tensors: Checkpoint::model_tensors(&network.vs), state }.save(path)
+    Checkpoint { tensors: Checkpoint::tensors_of(&learner.inference_network().vs, MODEL), state }.save(path)
 }
 
 /// A tensor as safetensors stores it: dtype, shape, little-endian bytes.
@@ -160,31 +169,41 @@ impl Checkpoint {
         Ok(Checkpoint { tensors, state })
     }
 
-    /// Copies `model.*` tensors into the VarStore. Every variable must be present with the
-    /// same shape, so a checkpoint of another architecture is refused by name.
-    pub fn restore_model(&self, vs: &nn::VarStore, origin: &Path) -> Result<()> {
+    /// Loads the weights inference should use: the average (`ema.*`) when the checkpoint has
+    /// one, else `model.*`.
+    pub fn restore_inference(&self, vs: &nn::VarStore, origin: &Path) -> Result<()> {
+        let averaged = self.tensors.keys().any(|k| k.starts_with(EMA));
+        self.restore(vs, if averaged { EMA } else { MODEL }, origin)
+    }
+
+    /// Copies the `<prefix><variable>` tensors into the VarStore. Every variable must be
+    /// present with the same shape, so a checkpoint of another architecture is refused by name.
+    pub fn restore(&self, vs: &nn::VarStore, prefix: &str, origin: &Path) -> Result<()> {
         let variables = vs.variables();
         let mut expected: Vec<&String> = variables.keys().collect();
         expected.sort();
         for name in expected {
             let mut var = variables[name].shallow_clone();
-            let Some(saved) = self.tensors.get(&format!("{MODEL}{name}")) else {
+            let Some(saved) = self.tensors.get(&format!("{prefix}{name}")) else {
                 bail!(
-                    "checkpoint {} has no tensor model.{name}: it was written for another model config",
+                    "checkpoint {} has no tensor {prefix}{name}: it was written for another model config",
                     origin.display()
                 );
             };
             ensure!(
                 saved.size() == var.size(),
-                "checkpoint {}: model.{name} has shape {:?}, the model needs {:?} (another model config?)",
+                "checkpoint {}: {prefix}{name} has shape {:?}, the model needs {:?} (another model config?)",
                 origin.display(),
                 saved.size(),
                 var.size()
             );
             tch::no_grad(|| var.copy_(saved));
         }
-        let extra =
-            self.tensors.keys().filter(|k| k.starts_with(MODEL) && !variables.contains_key(&k[MODEL.len()..])).count();
+        let extra = self
+            .tensors
+            .keys()
+            .filter(|k| k.starts_with(prefix) && !variables.contains_key(&k[prefix.len()..]))
+            .count();
         ensure!(
             extra == 0,
             "checkpoint {} has {extra} model tensors this model does not have (another model config?)",
@@ -193,9 +212,9 @@ impl Checkpoint {
         Ok(())
     }
 
-    /// `model.<name>` for every variable of the VarStore.
-    pub fn model_tensors(vs: &nn::VarStore) -> HashMap<String, Tensor> {
-        vs.variables().into_iter().map(|(name, t)| (format!("{MODEL}{name}"), t.detach())).collect()
+    /// `<prefix><name>` for every variable of the VarStore.
+    pub fn tensors_of(vs: &nn::VarStore, prefix: &str) -> HashMap<String, Tensor> {
+        vs.variables().into_iter().map(|(name, t)| (format!("{prefix}{name}"), t.detach())).collect()
     }
 }
 
@@ -218,7 +237,7 @@ mod tests {
 
         let vs = nn::VarStore::new(Device::Cpu);
         let _ = vs.root().sub("a").var("weight", &[2, 1], nn::Init::Const(0.0));
-        let err = format!("{:#}", loaded.restore_model(&vs, &path).unwrap_err());
+        let err = format!("{:#}", loaded.restore(&vs, MODEL, &path).unwrap_err());
         assert!(err.contains("model.a.weight") && err.contains("shape"), "{err}");
 
         let bytes = std::fs::read(&path).unwrap();

@@ -27,9 +27,41 @@ pub struct Experiment {
     pub precision: Precision,
     pub optimizer: OptimizerConfig,
     pub lr_schedule: LrSchedule,
+    /// A linear warmup in front of the lr rule (none in the blog).
+    #[serde(default)]
+    pub warmup: Option<Warmup>,
     pub augmentation: AugmentConfig,
+    /// Label smoothing of the training loss (0 in the blog): the target puts 1 - e on the
+    /// true class and e / 10 on every class.
+    #[serde(default)]
+    pub label_smoothing: f64,
+    /// An exponential moving average of the weights and BatchNorm statistics, used for
+    /// evaluation, `best.safetensors` and exports (none in the blog).
+    #[serde(default)]
+    pub ema: Option<EmaConfig>,
+    /// Evaluate on each image and its mirror, averaging the logits (off in the blog).
+    #[serde(default)]
+    pub test_time_flip: bool,
     /// Seeds the weights, the per-epoch shuffles and the augmentation draws.
     pub seed: u64,
+}
+
+/// Linear warmup: the lr starts at `start_factor` times the rule's and reaches it after
+/// `epochs` epochs (fractions allowed), rising every step (PyTorch's `LinearLR`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Warmup {
+    pub epochs: f64,
+    pub start_factor: f64,
+}
+
+/// The weight average: after every step `ema = d ema + (1 - d) w`, with `d = min(decay,
+/// (1 + t) / (10 + t))` at step t (TensorFlow's `ExponentialMovingAverage` with
+/// `num_updates`), so the first steps do not keep the random initialisation.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EmaConfig {
+    pub decay: f64,
 }
 
 /// The precision of the forward and backward pass.
@@ -89,7 +121,8 @@ pub struct OptimizerConfig {
     pub l2: f64,
 }
 
-/// How the learning rate moves over epochs.
+/// How the learning rate moves: the blog's two epoch rules (Keras's semantics, lr kept in
+/// float32) and two per-step rules (PyTorch's `CosineAnnealingLR` and `OneCycleLR`, in f64).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "rule", rename_all = "snake_case", deny_unknown_fields)]
 pub enum LrSchedule {
@@ -97,6 +130,28 @@ pub enum LrSchedule {
     Step { boundaries: Vec<usize>, values: Vec<f64> },
     /// Keras `ReduceLROnPlateau` on the monitored quantity (Keras-style `val_loss`).
     ReduceOnPlateau { monitor: String, factor: f64, patience: usize, cooldown: usize, min_delta: f64, min_lr: f64 },
+    /// Every step, from `optimizer.lr` down to `min_lr` along half a cosine, over the steps
+    /// after the warmup.
+    Cosine { min_lr: f64 },
+    /// One cycle over the steps after the warmup: linearly up from `optimizer.lr /
+    /// div_factor` to `optimizer.lr` over the first `pct_start` of them, then `down`
+    /// (linear or cosine) to `optimizer.lr / (div_factor * final_div_factor)`.
+    OneCycle { pct_start: f64, div_factor: f64, final_div_factor: f64, down: Anneal },
+}
+
+/// The shape of a one-cycle rule's descent.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Anneal {
+    Linear,
+    Cosine,
+}
+
+impl LrSchedule {
+    /// Rules whose lr changes every step (drawn as curves in the lr figure).
+    pub fn per_step(&self) -> bool {
+        matches!(self, LrSchedule::Cosine { .. } | LrSchedule::OneCycle { .. })
+    }
 }
 
 /// Keras `ImageDataGenerator` arguments (fill_mode 'constant', cval 0 are fixed).
@@ -109,6 +164,11 @@ pub struct AugmentConfig {
     pub height_shift_range: f64,
     /// Degrees: rotations are uniform in +-range.
     pub rotation_range: f64,
+    /// Cutout (DeVries and Taylor 2017) square side in pixels, 0 for none: after the other
+    /// augmentations a square of zeros in the normalised image, its centre uniform over the
+    /// pixels, clipped at the border.
+    #[serde(default)]
+    pub cutout: usize,
 }
 
 impl Experiment {
@@ -186,6 +246,42 @@ impl Experiment {
                 ensure!(*min_lr >= 0.0, "field `lr_schedule.min_lr` must be >= 0, got {min_lr}");
                 ensure!(*min_delta >= 0.0, "field `lr_schedule.min_delta` must be >= 0, got {min_delta}");
             }
+            LrSchedule::Cosine { min_lr } => {
+                ensure!(
+                    *min_lr >= 0.0 && *min_lr < o.lr,
+                    "field `lr_schedule.min_lr` must be in [0, optimizer.lr), got {min_lr}"
+                );
+            }
+            LrSchedule::OneCycle { pct_start, div_factor, final_div_factor, .. } => {
+                ensure!(
+                    *pct_start > 0.0 && *pct_start < 1.0,
+                    "field `lr_schedule.pct_start` must be in (0, 1), got {pct_start}"
+                );
+                ensure!(*div_factor >= 1.0, "field `lr_schedule.div_factor` must be >= 1, got {div_factor}");
+                ensure!(
+                    *final_div_factor >= 1.0,
+                    "field `lr_schedule.final_div_factor` must be >= 1, got {final_div_factor}"
+                );
+            }
+        }
+        if let Some(Warmup { epochs, start_factor }) = &self.warmup {
+            ensure!(
+                *epochs > 0.0 && *epochs < self.epochs as f64,
+                "field `warmup.epochs` must be in (0, epochs = {}), got {epochs}",
+                self.epochs
+            );
+            ensure!(
+                (0.0..=1.0).contains(start_factor),
+                "field `warmup.start_factor` must be in [0, 1], got {start_factor}"
+            );
+        }
+        ensure!(
+            (0.0..1.0).contains(&self.label_smoothing),
+            "field `label_smoothing` must be in [0, 1), got {}",
+            self.label_smoothing
+        );
+        if let Some(EmaConfig { decay }) = &self.ema {
+            ensure!(*decay > 0.0 && *decay < 1.0, "field `ema.decay` must be in (0, 1), got {decay}");
         }
         let a = &self.augmentation;
         for (field, v) in [("width_shift_range", a.width_shift_range), ("height_shift_range", a.height_shift_range)] {
@@ -196,6 +292,7 @@ impl Experiment {
             "field `augmentation.rotation_range` must be in [0, 180] degrees, got {}",
             a.rotation_range
         );
+        ensure!(a.cutout <= 32, "field `augmentation.cutout` is a square side in pixels, at most 32, got {}", a.cutout);
         Ok(())
     }
 
@@ -321,8 +418,14 @@ mod tests {
         assert!(err.contains("epochs") || err.contains("invalid type"), "{err}");
         let err = format!("{:#}", Experiment::from_json(&text, &["epochs=0".into()]).unwrap_err());
         assert!(err.contains("epochs"), "{err}");
+        let err = format!("{:#}", Experiment::from_json(&text, &["lr_schedule.rule=exponential".into()]).unwrap_err());
+        assert!(err.contains("exponential") && err.contains("one_cycle"), "{err}");
+        // Switching the rule names the fields the new one lacks or does not know.
         let err = format!("{:#}", Experiment::from_json(&text, &["lr_schedule.rule=cosine".into()]).unwrap_err());
-        assert!(err.contains("cosine"), "{err}");
+        assert!(err.contains("lr_schedule") && err.contains("min_lr"), "{err}");
+        // Fields a file leaves at their default can be set too.
+        let e = Experiment::from_json(&text, &["label_smoothing=0.1".into(), "augmentation.cutout=8".into()]).unwrap();
+        assert_eq!((e.label_smoothing, e.augmentation.cutout), (0.1, 8));
         let err = format!("{:#}", Experiment::from_json(&text, &["model.name=vgg".into()]).unwrap_err());
         assert!(err.contains("vgg"), "{err}");
         // Values the code could not honour are refused by name rather than ignored.

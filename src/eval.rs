@@ -16,10 +16,13 @@ pub struct Report {
     pub run: String,
     pub checkpoint: String,
     pub images: usize,
-    /// Keras-style: cross-entropy plus the L2 penalty.
+    /// Keras-style: the training objective (cross-entropy, label-smoothed when the recipe
+    /// smooths) plus the L2 penalty.
     pub loss: f64,
     pub ce_loss: f64,
     pub accuracy: f64,
+    /// Whether each image's logits were averaged with its mirror image's.
+    pub test_time_flip: bool,
     pub per_class_accuracy: Vec<(String, f64)>,
     pub confusion: Vec<[i64; 10]>,
     /// Where the confusion matrix figure was written.
@@ -33,7 +36,8 @@ pub fn run(args: &EvalArgs) -> Result<Report> {
     let (experiment, network) = Network::from_run(&run, which, &compute)?;
     let data_dir = data::resolve_dir(args.data.data_dir.as_deref());
     let test = Cifar10::load(&data_dir)?.test.first(args.limit.unwrap_or(usize::MAX)).to_device(compute.device);
-    let (ce_loss, accuracy, logits) = network::evaluate(&network, &test, &compute);
+    let scores = network::evaluate(&network, &test, &compute, experiment.test_time_flip, experiment.label_smoothing);
+    let (accuracy, logits) = (scores.accuracy, &scores.logits);
     let penalty = experiment.optimizer.l2 * f64::try_from(optim::kernel_sum_of_squares(&network.kernels()))?;
 
     let labels = Vec::<i64>::try_from(test.labels.to_device(Device::Cpu))?;
@@ -56,14 +60,15 @@ pub fn run(args: &EvalArgs) -> Result<Report> {
         &classes,
     )?;
     if let Some(path) = &args.logits_json {
-        write_logits(path, &logits, &labels)?;
+        write_logits(path, logits, &labels)?;
     }
     Ok(Report {
         run: args.run.display().to_string(),
         checkpoint,
         images: labels.len(),
-        loss: ce_loss + penalty,
-        ce_loss,
+        loss: scores.smoothed_ce + penalty,
+        ce_loss: scores.ce,
+        test_time_flip: experiment.test_time_flip,
         accuracy,
         per_class_accuracy,
         confusion: confusion.to_vec(),
@@ -79,8 +84,9 @@ fn write_logits(path: &Path, logits: &Tensor, labels: &[i64]) -> Result<()> {
 
 impl Report {
     pub fn to_text(&self) -> String {
+        let flip = if self.test_time_flip { ", each averaged with its mirror image" } else { "" };
         let mut text = format!(
-            "{} ({} checkpoint) on {} test images\nloss (with L2) {:.4}  cross-entropy {:.4}  accuracy {:.2}%\n\nper class:\n",
+            "{} ({} checkpoint) on {} test images{flip}\nloss (with L2) {:.4}  cross-entropy {:.4}  accuracy {:.2}%\n\nper class:\n",
             self.run,
             self.checkpoint,
             self.images,

@@ -12,7 +12,10 @@ use std::path::PathBuf;
 use tch::{CModule, Device, Kind, Tensor};
 
 /// Writes `<out>` (TorchScript, eval mode, NCHW float input of any batch size, logits out)
-/// and `<out>.json` beside it. Returns both paths.
+/// and `<out>.json` beside it. Returns both paths. The module computes what `eval` scores: the
+/// averaged weights when the recipe has an average, and with flip test-time augmentation the
+/// mean of each image's and its mirror image's logits (so one call of the module is one
+/// prediction, whatever the recipe).
 pub fn export(args: &ExportArgs) -> Result<(PathBuf, PathBuf)> {
     let run = RunDir::new(&args.run);
     let which = args.checkpoint.checkpoint;
@@ -26,7 +29,7 @@ pub fn export(args: &ExportArgs) -> Result<(PathBuf, PathBuf)> {
     let example = Tensor::zeros([2, 3, 32, 32], (Kind::Float, Device::Cpu));
     let net = &network;
     let module = CModule::create_by_tracing("ResNeXt", "forward", &[example], &mut |inputs| {
-        vec![tch::nn::ModuleT::forward_t(net, &inputs[0], false)]
+        vec![net.infer(&inputs[0], experiment.test_time_flip)]
     })
     .context("tracing the network failed")?;
     if let Some(parent) = out.parent().filter(|p| !p.as_os_str().is_empty()) {
@@ -39,6 +42,7 @@ pub fn export(args: &ExportArgs) -> Result<(PathBuf, PathBuf)> {
         "checkpoint": which.label(),
         "input": "float32 [N, 3, 32, 32], RGB, channel c = (pixel_0_255 - mean[c]) / std[c]",
         "output": "logits [N, 10]; softmax gives class probabilities",
+        "test_time_flip": experiment.test_time_flip,
         "mean": data::MEAN,
         "std": data::STD,
         "classes": data::CLASSES,

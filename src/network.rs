@@ -53,7 +53,7 @@ impl Network {
             path.display()
         );
         let network = Network::new(&experiment, compute);
-        Checkpoint::load(&path)?.restore_model(&network.vs, &path)?;
+        Checkpoint::load(&path)?.restore_inference(&network.vs, &path)?;
         Ok((experiment, network))
     }
 
@@ -65,6 +65,17 @@ impl Network {
     /// The conv and dense kernels: what the L2 penalty applies to.
     pub fn kernels(&self) -> Vec<Tensor> {
         self.parameters().into_iter().filter(|p| p.kernel).map(|p| p.tensor).collect()
+    }
+
+    /// Inference logits of normalised images; with `flip`, the mean of the logits of each
+    /// image and of its mirror image (flip test-time augmentation), in one forward pass.
+    pub fn infer(&self, images: &Tensor, flip: bool) -> Tensor {
+        if !flip {
+            return self.forward_t(images, false);
+        }
+        let batch = images.size()[0];
+        let both = self.forward_t(&Tensor::cat(&[images, &images.flip([3])], 0), false);
+        (both.narrow(0, 0, batch) + both.narrow(0, batch, batch)) * 0.5
     }
 }
 
@@ -80,27 +91,73 @@ impl ModuleT for Network {
     }
 }
 
-/// Mean cross-entropy, accuracy and the logits `[N, 10]` of `net` on `split`, in inference
-/// mode, in batches of `compute.eval_batch` under its precision.
-pub fn evaluate(net: &impl ModuleT, split: &Split, compute: &Compute) -> (f64, f64, Tensor) {
+/// A network's scores on a split.
+pub struct Scores {
+    /// Mean cross-entropy.
+    pub ce: f64,
+    /// Mean label-smoothed cross-entropy (the training objective; `ce` without smoothing).
+    pub smoothed_ce: f64,
+    pub accuracy: f64,
+    /// `[N, 10]`, float32.
+    pub logits: Tensor,
+}
+
+/// `net`'s scores on `split` in inference mode, in batches of `compute.eval_batch` under its
+/// precision, with flip test-time augmentation when `flip`.
+pub fn evaluate(net: &Network, split: &Split, compute: &Compute, flip: bool, label_smoothing: f64) -> Scores {
     tch::no_grad(|| {
-        let mut ce_sum = Tensor::zeros([], (Kind::Double, split.images.device()));
+        let device = split.images.device();
+        let (mut ce_sum, mut smoothed_sum) =
+            (Tensor::zeros([], (Kind::Double, device)), Tensor::zeros([], (Kind::Double, device)));
         let mut logits_per_batch = Vec::new();
         let n = split.len() as i64;
         let batch_size = compute.eval_batch;
-        let normalizer = Normalizer::new(split.images.device());
+        let normalizer = Normalizer::new(device);
+        let sum = |logits: &Tensor, labels: &Tensor, smoothing: f64| {
+            logits
+                .cross_entropy_loss::<Tensor>(labels, None, tch::Reduction::Sum, -100, smoothing)
+                .to_kind(Kind::Double)
+        };
         for start in (0..n).step_by(batch_size) {
             let size = (batch_size as i64).min(n - start);
             let images = normalizer.apply(&split.images.narrow(0, start, size));
-            let logits = compute.autocast(|| net.forward_t(&images, false));
+            let logits = compute.autocast(|| net.infer(&images, flip));
             let labels = split.labels.narrow(0, start, size);
-            ce_sum += logits
-                .cross_entropy_loss::<Tensor>(&labels, None, tch::Reduction::Sum, -100, 0.0)
-                .to_kind(Kind::Double);
+            ce_sum += sum(&logits, &labels, 0.0);
+            if label_smoothing > 0.0 {
+                smoothed_sum += sum(&logits, &labels, label_smoothing);
+            }
             logits_per_batch.push(logits);
         }
         let logits = Tensor::cat(&logits_per_batch, 0);
         let correct = logits.argmax(-1, false).eq_tensor(&split.labels).sum(Kind::Double);
-        (f64::try_from(ce_sum).unwrap() / n as f64, f64::try_from(correct).unwrap() / n as f64, logits)
+        let ce = f64::try_from(ce_sum).unwrap() / n as f64;
+        let smoothed_ce = if label_smoothing > 0.0 { f64::try_from(smoothed_sum).unwrap() / n as f64 } else { ce };
+        Scores { ce, smoothed_ce, accuracy: f64::try_from(correct).unwrap() / n as f64, logits }
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::cli::ComputeArgs;
+    use crate::config::Precision;
+    use tch::Device;
+
+    #[test]
+    fn flip_test_time_augmentation_averages_both_views_and_ignores_which_one_it_got() {
+        let experiment =
+            Experiment::load(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/tiny.json"), &[]).unwrap();
+        let compute = Compute::new(&ComputeArgs::default(), Precision::Fp32, None, None).unwrap();
+        let network = Network::new(&experiment, &compute);
+        tch::manual_seed(11);
+        let x = Tensor::randn([5, 3, 32, 32], (Kind::Float, Device::Cpu));
+        let mirror = x.flip([3]);
+        let (plain, both) = tch::no_grad(|| (network.infer(&x, false), network.infer(&x, true)));
+        let expected = tch::no_grad(|| (network.forward_t(&x, false) + network.forward_t(&mirror, false)) * 0.5);
+        assert!(both.allclose(&expected, 1e-5, 1e-5, false));
+        assert!(!both.allclose(&plain, 1e-3, 1e-3, false), "the mirror view changes the logits");
+        let of_mirror = tch::no_grad(|| network.infer(&mirror, true));
+        assert!(of_mirror.allclose(&both, 1e-5, 1e-5, false), "an image and its mirror score the same");
+    }
 }

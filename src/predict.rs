@@ -6,7 +6,6 @@ use crate::run_dir::RunDir;
 use crate::runtime::Compute;
 use anyhow::{Context, Result};
 use std::path::Path;
-use tch::nn::ModuleT;
 use tch::{Kind, Tensor};
 
 /// Reads an image as u8 `[1, 3, 32, 32]` (RGB; alpha dropped; bilinear resize).
@@ -26,13 +25,13 @@ pub fn predict(args: &PredictArgs) -> Result<Vec<Vec<(String, f64)>>> {
     let run = RunDir::new(&args.run);
     let compute = Compute::new(&args.compute, run.load_experiment()?.precision, None, None)?;
     let device = compute.device;
-    let (_, network) = Network::from_run(&run, args.checkpoint.checkpoint, &compute)?;
+    let (experiment, network) = Network::from_run(&run, args.checkpoint.checkpoint, &compute)?;
     let normalizer = Normalizer::new(device);
     args.images
         .iter()
         .map(|path| {
             let x = normalizer.apply(&load_image(path)?.to_device(device));
-            let logits = tch::no_grad(|| compute.autocast(|| network.forward_t(&x, false)));
+            let logits = tch::no_grad(|| compute.autocast(|| network.infer(&x, experiment.test_time_flip)));
             let probabilities = logits.softmax(-1, Kind::Float).squeeze_dim(0);
             let (values, indices) = probabilities.topk(3, -1, true, true);
             let values = Vec::<f64>::try_from(values.to_kind(Kind::Double))?;

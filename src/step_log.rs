@@ -4,15 +4,12 @@
 //! resumed mid-epoch sums exactly as an uninterrupted one.
 use crate::batches::EpochPlan;
 use crate::checkpoint::EpochSums;
+use crate::learner::STATS;
 use std::time::Instant;
 use tch::{Device, Kind, Tensor};
 
-/// What a training step reports, as one `[3]` float tensor: its mean cross-entropy, the
-/// kernels' sum of squares before its update, and its number of correct predictions.
-pub const STATS: usize = 3;
-
 pub struct StepLog {
-    /// `[steps, STATS]` on the device.
+    /// `[steps, STATS]` on the device (see [`STATS`]).
     steps: Tensor,
     l2: f64,
     /// Sums of the steps before `synced`, those before a resume included.
@@ -37,7 +34,7 @@ impl StepLog {
         }
     }
 
-    /// Keeps step `step`'s stats (see [`STATS`]).
+    /// Keeps step `step`'s stats.
     pub fn record(&self, step: usize, stats: &Tensor) {
         tch::no_grad(|| self.steps.get(step as i64).copy_(stats));
     }
@@ -49,8 +46,9 @@ impl StepLog {
         let values = Vec::<f32>::try_from(fresh.to_device(Device::Cpu).flatten(0, -1)).expect("float stats");
         for (offset, stats) in values.chunks_exact(STATS).enumerate() {
             let step = self.synced + offset;
-            let (ce, squares, correct) = (stats[0] as f64, stats[1] as f64, stats[2] as f64);
-            let loss = ce + self.l2 * squares;
+            let [objective, squares, correct, ce] = [0, 1, 2, 3].map(|i| stats[i] as f64);
+            // Keras's reported loss: the minimised loss plus the L2 penalty.
+            let loss = objective + self.l2 * squares;
             if !loss.is_finite() {
                 return Err(step);
             }

@@ -10,17 +10,17 @@ use crate::checkpoint::{self, EpochSums, TrainState};
 use crate::cli::TrainArgs;
 use crate::config::Experiment;
 use crate::data::{self, Cifar10, Split};
+use crate::learner::Learner;
 use crate::metrics::{self, EpochRow};
-use crate::network::{evaluate, Network};
-use crate::optim::Sgd;
+use crate::network::evaluate;
+use crate::optim;
 use crate::progress::EpochProgress;
 use crate::run_dir::{RunDir, RunPlan};
 use crate::runtime::Compute;
+use crate::schedule::Clock;
 use crate::step_log::StepLog;
 use anyhow::{bail, ensure, Result};
 use std::sync::atomic::{AtomicBool, Ordering};
-use tch::nn::ModuleT;
-use tch::{Kind, Tensor};
 
 pub enum Outcome {
     Finished,
@@ -44,30 +44,6 @@ fn stop_requested() -> bool {
     STOP_REQUESTED.load(Ordering::SeqCst)
 }
 
-/// One SGD step on a batch of normalised images: forward (under autocast in bf16),
-/// cross-entropy on the float32 logits, backward straight into a list of gradients (none is
-/// stored on the variables, so none needs zeroing), update. Returns the step's stats for the
-/// [`StepLog`]: mean cross-entropy, the kernels' sum of squares before the update, correct
-/// predictions.
-pub fn train_step(
-    network: &Network,
-    sgd: &mut Sgd,
-    images: &Tensor,
-    labels: &Tensor,
-    lr: f64,
-    compute: &Compute,
-) -> Tensor {
-    let logits = compute.autocast(|| network.forward_t(images, true));
-    let ce = logits.cross_entropy_loss::<Tensor>(labels, None, tch::Reduction::Mean, -100, 0.0);
-    let squares = sgd.kernel_sum_of_squares();
-    let grads = Tensor::run_backward(&[&ce], sgd.params(), false, false);
-    sgd.step(&grads, lr);
-    tch::no_grad(|| {
-        let correct = logits.argmax(-1, false).eq_tensor(labels).sum(Kind::Float);
-        Tensor::stack(&[ce, squares, correct], 0)
-    })
-}
-
 pub fn run(args: &TrainArgs) -> Result<Outcome> {
     // Everything that can fail on bad input (config, device, data, checkpoint) is checked
     // before the run folder is touched, so a failed start leaves existing results as they were.
@@ -77,10 +53,9 @@ pub fn run(args: &TrainArgs) -> Result<Outcome> {
     let data = Cifar10::load(&data::resolve_dir(args.data.data_dir.as_deref()))?;
     let train = data.train.first(settings.train_limit.unwrap_or(usize::MAX)).to_device(compute.device);
     let test = data.test.first(settings.test_limit.unwrap_or(usize::MAX)).to_device(compute.device);
-    let network = Network::new(experiment, &compute);
-    let mut sgd = Sgd::new(network.parameters(), &experiment.optimizer);
+    let mut learner = Learner::new(experiment, &compute);
     let mut state = match plan.resume {
-        true => checkpoint::restore_training(&plan.dir.last(), &network, &mut sgd)?,
+        true => checkpoint::restore_training(&plan.dir.last(), &mut learner)?,
         false => TrainState::new(experiment),
     };
     let _lock = plan.record()?;
@@ -104,10 +79,9 @@ pub fn run(args: &TrainArgs) -> Result<Outcome> {
         println!("{note}");
     }
     install_stop_handler();
-    let trainer =
-        Trainer { experiment, network: &network, train: &train, test: &test, dir: &plan.dir, compute: &compute };
+    let trainer = Trainer { experiment, train: &train, test: &test, dir: &plan.dir, compute: &compute };
     while state.epoch < experiment.epochs {
-        let outcome = trainer.train_epoch(&mut state, &mut sgd)?;
+        let outcome = trainer.train_epoch(&mut state, &mut learner)?;
         // A stop asked for during evaluation takes effect here, at the epoch boundary.
         if matches!(outcome, Outcome::Interrupted) || (stop_requested() && state.epoch < experiment.epochs) {
             return Ok(Outcome::Interrupted);
@@ -119,7 +93,6 @@ pub fn run(args: &TrainArgs) -> Result<Outcome> {
 
 struct Trainer<'a> {
     experiment: &'a Experiment,
-    network: &'a Network,
     train: &'a Split,
     test: &'a Split,
     dir: &'a RunDir,
@@ -128,16 +101,18 @@ struct Trainer<'a> {
 
 impl Trainer<'_> {
     /// Trains one epoch (or its rest, after a mid-epoch resume), evaluates and checkpoints.
-    fn train_epoch(&self, state: &mut TrainState, sgd: &mut Sgd) -> Result<Outcome> {
+    fn train_epoch(&self, state: &mut TrainState, learner: &mut Learner) -> Result<Outcome> {
         let epoch = state.epoch;
-        let lr = state.lr_rule.lr_for_epoch(epoch);
+        state.lr_rule.lr_for_epoch(epoch);
         let plan = EpochPlan::new(self.experiment, epoch, self.train.len(), self.compute.device);
-        let mut log = StepLog::new(&plan, state.step, &state.partial, sgd.l2(), self.compute.device);
+        let clock = |step| Clock { epoch, step, steps_per_epoch: plan.steps, epochs: self.experiment.epochs };
+        let mut log = StepLog::new(&plan, state.step, &state.partial, learner.sgd.l2(), self.compute.device);
         let label = format!("epoch {}/{}", epoch + 1, self.experiment.epochs);
         let progress = EpochProgress::new(label, plan.steps, state.step);
         for step in state.step..plan.steps {
             let (images, labels) = plan.batch(step, self.train);
-            let stats = train_step(self.network, sgd, &images, &labels, lr, self.compute);
+            let lr = state.lr_rule.lr(clock(step));
+            let stats = learner.step(&images, &labels, lr, clock(step).global(), self.compute);
             log.record(step, &stats);
             let done = step + 1;
             let stop = stop_requested() && done < plan.steps;
@@ -147,7 +122,7 @@ impl Trainer<'_> {
             }
             if stop {
                 (state.partial, state.step) = (log.sums().clone(), done);
-                checkpoint::save_training(&self.dir.last(), state, self.network, sgd)?;
+                checkpoint::save_training(&self.dir.last(), state, learner)?;
                 let last = self.dir.last();
                 progress.finish(&format!(
                     "interrupted at epoch {epoch} step {done}: checkpoint {} written; continue with --resume",
@@ -157,7 +132,8 @@ impl Trainer<'_> {
             }
         }
         let sums = self.sync(&mut log, &plan, epoch, plan.steps)?;
-        let row = self.evaluate_epoch(state, sgd, &log, &sums, lr);
+        // The CSV's lr is the one at the epoch's start, as Keras's logs have it.
+        let row = self.evaluate_epoch(state, learner, &log, &sums, state.lr_rule.lr(clock(0)));
         let last = self.dir.last();
         ensure!(
             row.val_loss.is_finite(),
@@ -166,7 +142,7 @@ impl Trainer<'_> {
             last.display()
         );
         let lr_changed = state.lr_rule.on_epoch_end(row.val_loss);
-        self.record_epoch(state, sgd, &row)?;
+        self.record_epoch(state, learner, &row)?;
         let new_lr = if lr_changed { format!(" -> {:.3e}", state.lr_rule.lr) } else { String::new() };
         progress.finish(&format!(
             "epoch {}/{}: loss {:.4} accuracy {:.4} val_loss {:.4} val_accuracy {:.4} lr {:.3e}{new_lr} ({:.1}s, {:.0} img/s)",
@@ -196,21 +172,30 @@ impl Trainer<'_> {
         }
     }
 
-    /// The epoch's CSV row: training sums plus a pass over the test set. Keras's `val_loss`
-    /// is the test cross-entropy plus the L2 penalty at the epoch's end.
-    fn evaluate_epoch(&self, state: &TrainState, sgd: &Sgd, log: &StepLog, sums: &EpochSums, lr: f64) -> EpochRow {
-        let (val_ce, val_accuracy, _) = evaluate(self.network, self.test, self.compute);
-        let val_penalty = sgd.l2() * f64::try_from(sgd.kernel_sum_of_squares()).unwrap_or(f64::NAN);
+    /// The epoch's CSV row: training sums plus a pass over the test set with the weights
+    /// inference uses. Keras's `val_loss` is the test loss (label-smoothed when the recipe
+    /// smooths) plus the L2 penalty of those weights.
+    fn evaluate_epoch(
+        &self,
+        state: &TrainState,
+        learner: &Learner,
+        log: &StepLog,
+        sums: &EpochSums,
+        lr: f64,
+    ) -> EpochRow {
+        let (experiment, network) = (self.experiment, learner.inference_network());
+        let scores = evaluate(network, self.test, self.compute, experiment.test_time_flip, experiment.label_smoothing);
+        let squares = f64::try_from(optim::kernel_sum_of_squares(&network.kernels())).unwrap_or(f64::NAN);
         let n = sums.seen as f64;
         EpochRow {
             epoch: state.epoch,
             loss: sums.loss / n,
             accuracy: sums.correct / n,
-            val_loss: val_ce + val_penalty,
-            val_accuracy,
+            val_loss: scores.smoothed_ce + experiment.optimizer.l2 * squares,
+            val_accuracy: scores.accuracy,
             lr,
             ce_loss: sums.ce / n,
-            val_ce_loss: val_ce,
+            val_ce_loss: scores.ce,
             // Training and the evaluation that just ran.
             epoch_seconds: state.partial.seconds + log.seconds(),
             images_per_second: n / sums.seconds,
@@ -220,15 +205,15 @@ impl Trainer<'_> {
     /// Moves the state to the next epoch and writes best weights, then the checkpoint, then
     /// the CSV row. On resume the CSV is rebuilt from the checkpoint's history, so a crash
     /// between any two of these loses nothing (a redone epoch reproduces the same weights).
-    fn record_epoch(&self, state: &mut TrainState, sgd: &Sgd, row: &EpochRow) -> Result<()> {
+    fn record_epoch(&self, state: &mut TrainState, learner: &Learner, row: &EpochRow) -> Result<()> {
         let is_best = state.best_val_accuracy.is_none_or(|best| row.val_accuracy > best);
         state.history.push(row.clone());
         (state.epoch, state.step, state.partial) = (state.epoch + 1, 0, EpochSums::default());
         if is_best {
             state.best_val_accuracy = Some(row.val_accuracy);
-            checkpoint::save_best(&self.dir.best(), self.network, self.experiment, row)?;
+            checkpoint::save_best(&self.dir.best(), learner, self.experiment, row)?;
         }
-        checkpoint::save_training(&self.dir.last(), state, self.network, sgd)?;
+        checkpoint::save_training(&self.dir.last(), state, learner)?;
         metrics::append(&self.dir.metrics(), row)
     }
 }

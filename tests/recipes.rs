@@ -1,0 +1,110 @@
+//! The modern recipe ingredients end to end (warmup, one-cycle, label smoothing, cutout,
+//! EMA, flip TTA) on a tiny run with all of them on: resumed bit-identically, and evaluated
+//! with the averaged weights and both views of each image wherever a run is scored.
+mod common;
+use common::*;
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+
+fn recipe() -> String {
+    root().join("tests/fixtures/tiny_recipe.json").display().to_string()
+}
+
+fn train_recipe(out: &Path, extra: &[&str]) -> std::process::Output {
+    let out = out.display().to_string();
+    let recipe = recipe();
+    let args = ["train", &recipe, "--out", &out, "--device", "cpu", "--train-limit", "1600", "--test-limit", "400"];
+    run_resnext(&[&args[..], extra].concat())
+}
+
+fn straight_run(dir: &Path) -> PathBuf {
+    let run = dir.join("straight");
+    let output = train_recipe(&run, &[]);
+    assert!(output.status.success(), "{}", stderr(&output));
+    run
+}
+
+#[test]
+fn a_run_with_every_ingredient_resumes_bit_identically_after_ctrl_c() {
+    let _guard = serial();
+    let dir = tempfile::tempdir().unwrap();
+    let straight = straight_run(dir.path());
+    let interrupted = dir.path().join("interrupted");
+    let (out, recipe) = (interrupted.display().to_string(), recipe());
+    let mut child = bin()
+        .args(["train", &recipe, "--out", &out, "--device", "cpu", "--train-limit", "1600", "--test-limit", "400"])
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    for line in lines.by_ref() {
+        if line.unwrap().contains("step ") {
+            break;
+        }
+    }
+    unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
+    let rest: Vec<String> = lines.map(|l| l.unwrap()).collect();
+    assert_eq!(child.wait().unwrap().code(), Some(130), "{rest:?}");
+    assert!(checkpoint_state(&interrupted.join("last.safetensors")).step > 0, "stopped mid-epoch");
+    let output = train_recipe(&interrupted, &["--resume"]);
+    assert!(output.status.success(), "{}", stderr(&output));
+
+    let reference = checkpoint_tensors(&straight.join("last.safetensors"));
+    assert!(reference.iter().any(|(name, _)| name.starts_with("ema.")), "the average is checkpointed");
+    assert!(
+        checkpoint_tensors(&interrupted.join("last.safetensors")) == reference,
+        "weights, velocities or average differ"
+    );
+    let same: Vec<_> = metrics_rows(&straight).iter().map(without_timings).collect();
+    assert_eq!(metrics_rows(&interrupted).iter().map(without_timings).collect::<Vec<_>>(), same);
+}
+
+#[test]
+fn evaluation_best_and_eval_all_score_the_average_with_both_views() {
+    let _guard = serial();
+    let dir = tempfile::tempdir().unwrap();
+    let run = straight_run(dir.path());
+    let rows = metrics_rows(&run);
+    // The CSV's lr is the lr at each epoch's start: the warmup's first step (0.1 of 0.2), then
+    // the one-cycle rule 25 steps after the 25-step warmup (50 steps an epoch, 75 after the
+    // warmup, up for 0.3 * 75 - 1 = 21.5 of them): on its cosine way down from 0.2 to 0.0002.
+    assert!((rows[0].lr - 0.2 * 0.1).abs() < 1e-12, "{}", rows[0].lr);
+    let pct = (25.0 - 21.5) / (75.0 - 1.0 - 21.5);
+    let one_cycle = 0.0002 + (0.2 - 0.0002) / 2.0 * ((std::f64::consts::PI * pct).cos() + 1.0);
+    assert!((rows[1].lr - one_cycle).abs() < 1e-12, "{} vs {one_cycle}", rows[1].lr);
+    for (which, accuracy) in
+        [("last", rows[1].val_accuracy), ("best", rows.iter().map(|r| r.val_accuracy).fold(0.0, f64::max))]
+    {
+        let output = run_resnext(&[
+            "eval",
+            &run.display().to_string(),
+            "--device",
+            "cpu",
+            "--limit",
+            "400",
+            "--checkpoint",
+            which,
+        ]);
+        assert!(output.status.success(), "{}", stderr(&output));
+        let text = stdout(&output);
+        assert!(text.contains("each averaged with its mirror image"), "{text}");
+        let reported = format!("accuracy {:.2}%", 100.0 * accuracy);
+        assert!(text.contains(&reported), "{which}: eval should reproduce the CSV's {reported}:\n{text}");
+    }
+    // The best checkpoint holds the averaged weights of its epoch, not the trained ones.
+    let best = checkpoint_state_json(&run.join("best.safetensors"));
+    if best["epoch"] == 1 {
+        let last = checkpoint_tensors(&run.join("last.safetensors"));
+        let average: Vec<_> =
+            last.iter().filter_map(|(n, v)| n.strip_prefix("ema.").map(|n| (n.to_string(), v))).collect();
+        for (name, values) in checkpoint_tensors(&run.join("best.safetensors")) {
+            let name = name.strip_prefix("model.").unwrap();
+            assert!(average.iter().any(|(n, v)| n == name && **v == values), "best {name} is not the average");
+        }
+    }
+}
+
+fn checkpoint_state_json(path: &Path) -> serde_json::Value {
+    resnext::checkpoint::Checkpoint::load(path).unwrap().state
+}
