@@ -73,9 +73,11 @@ impl Network {
         if !flip {
             return self.forward_t(images, false);
         }
-        let batch = images.size()[0];
         let both = self.forward_t(&Tensor::cat(&[images, &images.flip([3])], 0), false);
-        (both.narrow(0, 0, batch) + both.narrow(0, batch, batch)) * 0.5
+        // [2 B, 10] -> [2, B, 10] -> mean of the two views. Written without the batch size, so
+        // an export traced from this function takes any batch size.
+        let classes = both.size()[1];
+        both.view([2, -1, classes]).mean_dim(&[0i64][..], false, Kind::Float)
     }
 }
 

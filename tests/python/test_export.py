@@ -35,11 +35,15 @@ def raw_test_images(n):
 
 
 class ExportTest(unittest.TestCase):
+    """The plain recipe (tiny.json)."""
+    CONFIG = "tests/fixtures/tiny.json"
+    EPOCHS = 1
+
     @classmethod
     def setUpClass(cls):
         cls.tmp = tempfile.TemporaryDirectory()
         cls.run_dir = Path(cls.tmp.name) / "run"
-        resnext("train", ROOT / "tests/fixtures/tiny.json", "--out", cls.run_dir, "--epochs", "1",
+        resnext("train", ROOT / cls.CONFIG, "--out", cls.run_dir, "--epochs", cls.EPOCHS,
                 "--train-limit", "3000", "--test-limit", N, "--device", "cpu")
         cls.model_path = cls.run_dir / "model.pt"
         resnext("export", cls.run_dir, "--out", cls.model_path)
@@ -82,6 +86,18 @@ class ExportTest(unittest.TestCase):
         self.assertEqual(meta["classes"][0], "airplane")
         self.assertEqual(meta["mean"], [125.307, 122.95, 113.865])
         self.assertEqual(meta["std"], [62.9932, 62.0887, 66.7048])
+        self.assertEqual(meta["test_time_flip"], "recipe" in self.CONFIG)
+
+
+class ExportRecipeTest(ExportTest):
+    """A recipe with a weight average and flip test-time augmentation: the export is the
+    averaged network, and one call averages each image's logits with its mirror image's."""
+    CONFIG = "tests/fixtures/tiny_recipe.json"
+    EPOCHS = 2
+
+    def test_metadata_says_the_module_averages_both_views(self):
+        meta = json.loads(Path(f"{self.model_path}.json").read_text())
+        self.assertTrue(meta["test_time_flip"])
 
 
 def read_safetensors(path):
