@@ -3,6 +3,7 @@
 //! checkpoint, the evaluation batch) are declared once here and flattened where they are used.
 use crate::bench::Mode;
 use crate::config::Precision;
+use crate::plot::XAxis;
 use crate::run_dir::CheckpointName;
 use crate::runtime;
 use crate::torch_ext::MemoryFormat;
@@ -199,8 +200,8 @@ pub struct EvalArgs {
 
 #[derive(Args, Debug, Clone)]
 pub struct PlotArgs {
-    /// A results folder (figures for each comparison in --comparisons whose runs exist)
-    /// or run folders (drawn together).
+    /// A results folder (a figure for each comparison in --comparisons whose runs exist, and
+    /// one of the runs no comparison names) or run folders (drawn together).
     #[arg(required = true)]
     pub paths: Vec<PathBuf>,
     /// Folder for the PNGs.
@@ -209,6 +210,10 @@ pub struct PlotArgs {
     /// Which runs are drawn together.
     #[arg(long, default_value = "experiments/comparisons.json")]
     pub comparisons: PathBuf,
+    /// The x axis: epochs, or minutes of training (cumulative epoch_seconds, for recipes of
+    /// different cost); time figures get a `_time` suffix.
+    #[arg(long, value_enum, default_value = "epoch")]
+    pub x: XAxis,
 }
 
 #[derive(Args, Debug, Clone)]

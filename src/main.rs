@@ -39,7 +39,7 @@ fn dispatch(command: Command) -> Result<i32> {
         }
         Command::Eval(args) => println!("{}", eval::run(&args)?.to_text()),
         Command::Plot(args) => {
-            for path in plot::plot(&args.paths, &args.comparisons, &args.out)? {
+            for path in plot::plot(&args.paths, &args.comparisons, &args.out, args.x)? {
                 println!("wrote {}", path.display());
             }
         }

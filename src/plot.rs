@@ -1,9 +1,10 @@
 //! The blog's figures as PNGs: training/test accuracy and loss per epoch for the runs being
 //! compared, the learning rate of plateau runs, and a confusion matrix for `eval`.
-use crate::config::LrSchedule;
+use crate::config::{Experiment, LrSchedule};
 use crate::metrics::{self, EpochRow};
 use crate::run_dir::{self, RunDir};
-use anyhow::{anyhow, Context, Result};
+use crate::schedule::{Clock, LrRule};
+use anyhow::{anyhow, ensure, Context, Result};
 use plotters::coord::Shift;
 use plotters::prelude::*;
 use serde::Deserialize;
@@ -41,19 +42,81 @@ pub fn load_comparisons(path: &Path) -> Result<Vec<Comparison>> {
         .comparisons)
 }
 
-/// One run's curves: its name (the folder name) and rows.
+/// What the figures' x axis counts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum XAxis {
+    /// Epochs done.
+    Epoch,
+    /// Minutes of training and evaluation (cumulative `epoch_seconds`), so recipes of
+    /// different cost compare fairly.
+    Time,
+}
+
+/// One run's curves: its name (the folder name), rows and recipe.
 pub struct RunCurves {
     pub name: String,
     pub rows: Vec<EpochRow>,
-    pub plateau: bool,
+    pub experiment: Experiment,
+    pub steps_per_epoch: usize,
 }
+
+/// CIFAR-10's training images, for runs whose `run.json` is missing (copied CSVs).
+const TRAIN_IMAGES: usize = 50_000;
 
 pub fn read_run(dir: &Path) -> Result<RunCurves> {
     let run = RunDir::new(dir);
     let rows = metrics::read(&run.metrics())?;
     let name = dir.file_name().map(|n| n.to_string_lossy().to_string()).unwrap_or_else(|| dir.display().to_string());
     let experiment = run.load_experiment()?;
-    Ok(RunCurves { name, rows, plateau: matches!(experiment.lr_schedule, LrSchedule::ReduceOnPlateau { .. }) })
+    let images = run.load_settings().ok().and_then(|s| s.train_limit).unwrap_or(TRAIN_IMAGES).min(TRAIN_IMAGES);
+    let steps_per_epoch = images.div_ceil(experiment.batch_size);
+    Ok(RunCurves { name, rows, experiment, steps_per_epoch })
+}
+
+impl RunCurves {
+    /// The x coordinate of fraction `f` into epoch `epoch` (0-based).
+    fn x(&self, axis: XAxis, epoch: usize, f: f64) -> f64 {
+        match axis {
+            XAxis::Epoch => epoch as f64 + f,
+            XAxis::Time => {
+                let before: f64 = self.rows.iter().take(epoch).map(|r| r.epoch_seconds).sum();
+                let this = self.rows.get(epoch).map_or(0.0, |r| r.epoch_seconds);
+                (before + f * this) / 60.0
+            }
+        }
+    }
+
+    /// `value` after each epoch.
+    fn after_each_epoch(&self, axis: XAxis, value: fn(&EpochRow) -> f64) -> Vec<(f64, f64)> {
+        self.rows.iter().map(|r| (self.x(axis, r.epoch, 1.0), value(r))).collect()
+    }
+
+    /// Whether the lr figure shows this run: rules that move the lr by themselves.
+    fn moves_lr(&self) -> bool {
+        let e = &self.experiment;
+        e.warmup.is_some() || e.lr_schedule.per_step() || matches!(e.lr_schedule, LrSchedule::ReduceOnPlateau { .. })
+    }
+
+    /// The lr as trained: a plateau rule's per epoch from the CSV; otherwise the rule itself,
+    /// sampled 20 times an epoch (per-step rules and warmups are curves, not steps).
+    fn lr(&self, axis: XAxis) -> Vec<(f64, f64)> {
+        let e = &self.experiment;
+        if matches!(e.lr_schedule, LrSchedule::ReduceOnPlateau { .. }) {
+            return self.rows.iter().map(|r| (self.x(axis, r.epoch, 0.0), r.lr)).collect();
+        }
+        let mut rule = LrRule::new(e.lr_schedule.clone(), e.warmup.clone(), e.optimizer.lr);
+        let samples = 20.min(self.steps_per_epoch);
+        let mut points = Vec::new();
+        for epoch in 0..self.rows.len() {
+            rule.lr_for_epoch(epoch);
+            for i in 0..samples {
+                let step = i * self.steps_per_epoch / samples;
+                let clock = Clock { epoch, step, steps_per_epoch: self.steps_per_epoch, epochs: e.epochs };
+                points.push((self.x(axis, epoch, step as f64 / self.steps_per_epoch as f64), rule.lr(clock)));
+            }
+        }
+        points
+    }
 }
 
 /// Draws a `width` x `height` figure with `draw` and writes it to `path` as a PNG.
@@ -75,72 +138,119 @@ fn write_png(
     run_dir::write_bytes(path, "figure", &png)
 }
 
-/// `resnext plot`: a results root (holding run folders) is drawn per comparison; run folders
-/// given directly are drawn together. Returns the PNGs written.
-pub fn plot(paths: &[PathBuf], comparisons_file: &Path, out: &Path) -> Result<Vec<PathBuf>> {
+/// `resnext plot`: a results root (holding run folders) is drawn per comparison, plus one
+/// figure of the runs found in no comparison; run folders given directly are drawn together.
+/// Returns the PNGs written.
+pub fn plot(paths: &[PathBuf], comparisons_file: &Path, out: &Path, axis: XAxis) -> Result<Vec<PathBuf>> {
     std::fs::create_dir_all(out).with_context(|| format!("cannot create {}", out.display()))?;
+    let suffix = match axis {
+        XAxis::Epoch => "",
+        XAxis::Time => "_time",
+    };
     let mut written = Vec::new();
     let direct: Vec<&PathBuf> = paths.iter().filter(|p| p.join(metrics::FILE).is_file()).collect();
     if !direct.is_empty() {
         let runs = direct.iter().map(|p| read_run(p)).collect::<Result<Vec<_>>>()?;
         let names: Vec<&str> = runs.iter().map(|r| r.name.as_str()).collect();
-        written.extend(draw_comparison(&names.join("_vs_"), &names.join(" vs "), &runs, out)?);
+        let name = format!("{}{suffix}", names.join("_vs_"));
+        written.extend(draw_comparison(&name, &names.join(" vs "), &runs, out, axis)?);
     }
     for root in paths.iter().filter(|p| !p.join(metrics::FILE).is_file()) {
-        anyhow::ensure!(
-            root.is_dir(),
-            "{} is neither a run folder (with metrics.csv) nor a results folder",
+        ensure!(root.is_dir(), "{} is neither a run folder (with metrics.csv) nor a results folder", root.display());
+        let found = run_folders(root)?;
+        ensure!(
+            !found.is_empty(),
+            "{} holds no run: no folder in it has a metrics.csv (train one, or pass run folders directly)",
             root.display()
         );
-        for comparison in load_comparisons(comparisons_file)? {
-            let mut runs = Vec::new();
-            for run in &comparison.runs {
-                let dir = root.join(run);
-                if dir.join(metrics::FILE).is_file() {
-                    runs.push(read_run(&dir)?);
-                } else {
-                    println!("note: {}: run {run} not found in {}, skipped", comparison.name, root.display());
-                }
-            }
-            if runs.is_empty() {
-                println!("note: {}: none of its runs exist, no figure", comparison.name);
+        let comparisons = load_comparisons(comparisons_file)?;
+        for comparison in &comparisons {
+            let (present, missing): (Vec<&String>, Vec<&String>) =
+                comparison.runs.iter().partition(|r| found.contains(r));
+            if present.is_empty() {
+                println!("note: {}: none of its runs is in {}, no figure", comparison.name, root.display());
                 continue;
             }
-            written.extend(draw_comparison(&comparison.name, &comparison.title, &runs, out)?);
+            if !missing.is_empty() {
+                let missing: Vec<&str> = missing.iter().map(|r| r.as_str()).collect();
+                println!(
+                    "note: {}: run {} not found in {}, skipped",
+                    comparison.name,
+                    missing.join(", "),
+                    root.display()
+                );
+            }
+            let runs = present.iter().map(|r| read_run(&root.join(r))).collect::<Result<Vec<_>>>()?;
+            let name = format!("{}{suffix}", comparison.name);
+            written.extend(draw_comparison(&name, &comparison.title, &runs, out, axis)?);
+        }
+        let others: Vec<&String> = found.iter().filter(|r| !comparisons.iter().any(|c| c.runs.contains(r))).collect();
+        if !others.is_empty() {
+            let runs = others.iter().map(|r| read_run(&root.join(r))).collect::<Result<Vec<_>>>()?;
+            let title = format!("Runs in {} that no comparison names", root.display());
+            written.extend(draw_comparison(&format!("other_runs{suffix}"), &title, &runs, out, axis)?);
         }
     }
     Ok(written)
 }
 
+/// Names of the folders in `root` that hold a run (a metrics.csv), sorted.
+fn run_folders(root: &Path) -> Result<Vec<String>> {
+    let mut names: Vec<String> = std::fs::read_dir(root)
+        .with_context(|| format!("cannot list {}", root.display()))?
+        .filter_map(|entry| {
+            let entry = entry.ok()?;
+            entry.path().join(metrics::FILE).is_file().then(|| entry.file_name().to_string_lossy().to_string())
+        })
+        .collect();
+    names.sort();
+    Ok(names)
+}
+
+const EPOCH_LABEL: &str = "epoch";
+
 /// One panel of a figure: caption, y-axis label, and the value drawn.
 type Panel = (&'static str, &'static str, fn(&EpochRow) -> f64);
 
+/// One line of a chart.
+struct Series {
+    name: String,
+    points: Vec<(f64, f64)>,
+}
+
 /// Training accuracy, training loss, test accuracy and test loss in a 2x2 figure, plus the
-/// learning rate (log scale) when any run uses a plateau rule.
-pub fn draw_comparison(name: &str, title: &str, runs: &[RunCurves], out: &Path) -> Result<Vec<PathBuf>> {
+/// learning rate (log scale) when any run's rule moves it by itself (plateau, per-step
+/// rules, warmup).
+pub fn draw_comparison(name: &str, title: &str, runs: &[RunCurves], out: &Path, axis: XAxis) -> Result<Vec<PathBuf>> {
     register_font();
+    let x_label = match axis {
+        XAxis::Epoch => EPOCH_LABEL,
+        XAxis::Time => "minutes of training",
+    };
     let path = out.join(format!("{name}.png"));
     write_png(&path, (1600, 1200), |root| {
         let root = root.titled(title, (FONT, 34)).map_err(draw_error)?;
         let panels = root.split_evenly((2, 2));
-        let series: [Panel; 4] = [
+        let panels_series: [Panel; 4] = [
             ("Training accuracy", "accuracy", |r| r.accuracy),
             ("Training loss (incl. L2)", "loss", |r| r.loss),
             ("Test accuracy", "val_accuracy", |r| r.val_accuracy),
             ("Test loss (incl. L2)", "val_loss", |r| r.val_loss),
         ];
-        let all: Vec<&RunCurves> = runs.iter().collect();
-        for (panel, (caption, label, value)) in panels.iter().zip(series) {
-            line_chart(panel, caption, label, &all, value, false)?;
+        for (panel, (caption, label, value)) in panels.iter().zip(panels_series) {
+            let series: Vec<Series> =
+                runs.iter().map(|r| Series { name: r.name.clone(), points: r.after_each_epoch(axis, value) }).collect();
+            line_chart(panel, caption, label, x_label, &series, false)?;
         }
         Ok(())
     })?;
     let mut written = vec![path];
-    let plateau: Vec<&RunCurves> = runs.iter().filter(|r| r.plateau).collect();
-    if !plateau.is_empty() {
+    let moving: Vec<Series> =
+        runs.iter().filter(|r| r.moves_lr()).map(|r| Series { name: r.name.clone(), points: r.lr(axis) }).collect();
+    if !moving.is_empty() {
         let path = out.join(format!("{name}_lr.png"));
         write_png(&path, (1000, 600), |root| {
-            line_chart(root, &format!("Learning rate: {title}"), "lr", &plateau, |r| r.lr, true)
+            line_chart(root, &format!("Learning rate: {title}"), "lr", x_label, &moving, true)
         })?;
         written.push(path);
     }
@@ -151,25 +261,32 @@ fn draw_error<E: std::fmt::Debug>(e: E) -> anyhow::Error {
     anyhow!("drawing failed: {e:?}")
 }
 
+/// Twelve colours that stay apart (Tableau's ten and two more), so a dozen runs are legible.
 fn color(i: usize) -> RGBColor {
-    const COLORS: [RGBColor; 6] = [
+    const COLORS: [RGBColor; 12] = [
         RGBColor(31, 119, 180),
         RGBColor(255, 127, 14),
         RGBColor(44, 160, 44),
         RGBColor(214, 39, 40),
         RGBColor(148, 103, 189),
         RGBColor(140, 86, 75),
+        RGBColor(227, 119, 194),
+        RGBColor(127, 127, 127),
+        RGBColor(188, 189, 34),
+        RGBColor(23, 190, 207),
+        RGBColor(0, 0, 0),
+        RGBColor(255, 215, 0),
     ];
     COLORS[i % COLORS.len()]
 }
 
-/// One chart: a line per run against the epoch (1-based on the axis, as people count).
+/// One chart: a line per series.
 fn line_chart<DB: DrawingBackend>(
     area: &DrawingArea<DB, plotters::coord::Shift>,
     caption: &str,
     y_label: &str,
-    runs: &[&RunCurves],
-    value: fn(&EpochRow) -> f64,
+    x_label: &str,
+    series: &[Series],
     log_y: bool,
 ) -> Result<()>
 where
@@ -177,10 +294,22 @@ where
 {
     // A log axis is drawn as log10 of the value on a linear axis, labelled back in powers of
     // ten, so every figure gets readable ticks however narrow the range.
-    let y_of = |row: &EpochRow| if log_y { value(row).log10() } else { value(row) };
-    let values: Vec<f64> = runs.iter().flat_map(|r| r.rows.iter().map(y_of)).filter(|v| v.is_finite()).collect();
-    let max_epoch = runs.iter().flat_map(|r| r.rows.iter().map(|row| row.epoch + 1)).max().unwrap_or(1).max(2) as f64;
-    let (lo, hi) = values.iter().fold((f64::INFINITY, f64::NEG_INFINITY), |(lo, hi), v| (lo.min(*v), hi.max(*v)));
+    let y_of = |v: f64| if log_y { v.log10() } else { v };
+    let series: Vec<(&str, Vec<(f64, f64)>)> = series
+        .iter()
+        .map(|s| (s.name.as_str(), s.points.iter().map(|&(x, y)| (x, y_of(y))).filter(|p| p.1.is_finite()).collect()))
+        .collect();
+    let points = || series.iter().flat_map(|(_, p)| p.iter());
+    let (x_lo, x_hi) = points().fold((f64::INFINITY, f64::NEG_INFINITY), |(lo, hi), p| (lo.min(p.0), hi.max(p.0)));
+    let (lo, hi) = points().fold((f64::INFINITY, f64::NEG_INFINITY), |(lo, hi), p| (lo.min(p.1), hi.max(p.1)));
+    // Epoch axes run over whole epochs from the first point's (1 after one epoch, 0 for an lr
+    // curve); time axes from 0 to a little past the last point.
+    let epochs = x_label == EPOCH_LABEL;
+    let (x_lo, x_hi) = match (x_lo.is_finite(), epochs) {
+        (false, _) => (0.0, 1.0),
+        (true, true) => (x_lo.floor(), x_hi.ceil().max(x_lo.floor() + 1.0)),
+        (true, false) => (0.0, x_hi * 1.03),
+    };
     let (lo, hi) = match (lo.is_finite(), log_y) {
         (false, _) => (0.0, 1.0),
         (true, true) => (lo.floor(), hi.ceil().max(lo.floor() + 1.0)),
@@ -197,37 +326,44 @@ where
         .margin(18)
         .x_label_area_size(50)
         .y_label_area_size(80)
-        .build_cartesian_2d(1.0..max_epoch, lo..hi)
+        .build_cartesian_2d(x_lo..x_hi, lo..hi)
         .map_err(draw_error)?;
     let y_format = |v: &f64| if log_y { format!("{:.1e}", 10f64.powf(*v)) } else { format!("{v:.2}") };
+    let whole = x_hi - x_lo <= 12.0 && epochs;
     chart
         .configure_mesh()
-        .x_labels((max_epoch as usize).min(12))
-        .x_label_formatter(&|x| format!("{x:.0}"))
+        .x_labels(if whole { (x_hi - x_lo) as usize + 1 } else { 10 })
+        .x_label_formatter(&|x| match x_hi - x_lo {
+            _ if whole => format!("{x:.0}"),
+            range if range < 2.0 => format!("{x:.2}"),
+            range if range < 20.0 => format!("{x:.1}"),
+            _ => format!("{x:.0}"),
+        })
         .y_label_formatter(&y_format)
-        .x_desc("epoch")
+        .x_desc(x_label)
         .y_desc(y_label)
         .label_style((FONT, 16))
         .axis_desc_style((FONT, 20))
         .draw()
         .map_err(draw_error)?;
-    for (i, run) in runs.iter().enumerate() {
-        let points: Vec<(f64, f64)> =
-            run.rows.iter().map(|r| ((r.epoch + 1) as f64, y_of(r))).filter(|p| p.1.is_finite()).collect();
+    let legend_font = if series.len() > 6 { 14 } else { 18 };
+    for (i, (name, points)) in series.into_iter().enumerate() {
         let c = color(i);
-        // Dots as well as lines, so a run of one epoch still shows.
-        chart.draw_series(points.iter().map(|p| Circle::new(*p, 3, c.filled()))).map_err(draw_error)?;
+        // Dots as well as lines where points are few, so a run of one epoch still shows.
+        if points.len() <= 60 {
+            chart.draw_series(points.iter().map(|p| Circle::new(*p, 3, c.filled()))).map_err(draw_error)?;
+        }
         chart
             .draw_series(LineSeries::new(points, c.stroke_width(2)))
             .map_err(draw_error)?
-            .label(run.name.clone())
+            .label(name.to_string())
             .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 24, y)], c.stroke_width(3)));
     }
     chart
         .configure_series_labels()
         .background_style(WHITE.mix(0.85))
         .border_style(BLACK)
-        .label_font((FONT, 18))
+        .label_font((FONT, legend_font))
         .position(legend_at)
         .draw()
         .map_err(draw_error)?;

@@ -159,6 +159,32 @@ fn plot_draws_a_comparison_whose_runs_exist_and_skips_missing_ones() {
 }
 
 #[test]
+fn plot_draws_runs_no_comparison_names_on_either_axis_and_refuses_an_empty_folder() {
+    let _guard = serial();
+    // A results folder holding one run of a user's own, named in no comparison.
+    let results = scratch().join("own_results");
+    std::fs::create_dir_all(&results).unwrap();
+    let own = results.join("my_own_recipe");
+    if !own.exists() {
+        std::os::unix::fs::symlink(trained_run(), &own).unwrap();
+    }
+    let plots = scratch().join("own_plots");
+    let [results_arg, plots_arg] = [&results, &plots].map(|p| p.display().to_string());
+    for (axis, png) in [("epoch", "other_runs.png"), ("time", "other_runs_time.png")] {
+        let output = run_resnext(&["plot", &results_arg, "--out", &plots_arg, "--x", axis]);
+        assert!(output.status.success(), "{}", stderr(&output));
+        assert!(stdout(&output).contains(png), "{}", stdout(&output));
+        let bytes = std::fs::read(plots.join(png)).unwrap();
+        assert!(bytes.starts_with(b"\x89PNG") && bytes.len() > 20_000, "{png} is not a drawn PNG");
+    }
+    let empty = scratch().join("no_runs_here");
+    std::fs::create_dir_all(&empty).unwrap();
+    let output = run_resnext(&["plot", &empty.display().to_string(), "--out", &plots_arg]);
+    assert!(!output.status.success());
+    assert!(stderr(&output).contains("holds no run"), "{}", stderr(&output));
+}
+
+#[test]
 fn resume_after_an_epoch_and_after_ctrl_c_gives_the_uninterrupted_weights() {
     let _guard = serial();
     let straight = trained_run();
