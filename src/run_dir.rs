@@ -8,10 +8,12 @@
 //! | `last.safetensors`, `best.safetensors` | [`crate::checkpoint`] |
 //! | `confusion_matrix.png` | `eval` |
 //! | `model.pt`, `model.pt.json` | `export` (default location) |
+//! | `tensorboard/events.out.tfevents.*` | [`crate::tensorboard`]: the CSV's scalars for TensorBoard |
 use crate::checkpoint;
 use crate::cli::TrainArgs;
 use crate::config::Experiment;
 use crate::metrics;
+use crate::tensorboard;
 use anyhow::{bail, ensure, Context, Result};
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
@@ -85,6 +87,10 @@ impl RunDir {
     }
     pub fn confusion_matrix(&self) -> PathBuf {
         self.path.join("confusion_matrix.png")
+    }
+    /// The folder of the run's TensorBoard event log.
+    pub fn tensorboard(&self) -> PathBuf {
+        self.path.join(tensorboard::FOLDER)
     }
     /// Where `export` writes the TorchScript file unless told otherwise.
     pub fn export(&self) -> PathBuf {
