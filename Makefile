@@ -2,9 +2,13 @@
 # from PyPI, whose libtorch tch links against), so a fresh machine needs nothing else.
 SHELL := /bin/bash
 TORCH_VERSION := 2.11.0
+# TensorBoard, to watch runs (`.venv/bin/tensorboard --logdir results`) and to read the event
+# logs in the tests.
+TENSORBOARD_VERSION := 2.21.0
 VENV := .venv
 PYTHON := $(VENV)/bin/python
-STAMP := $(VENV)/.torch-$(TORCH_VERSION)
+# Named after both versions, so that a venv made before one changed is topped up.
+STAMP := $(VENV)/.torch-$(TORCH_VERSION)-tensorboard-$(TENSORBOARD_VERSION)
 BIN := target/release/resnext
 SHARED_CIFAR := ../shared/cifar10/cifar-10-batches-bin
 
@@ -26,7 +30,7 @@ $(STAMP):
 	@command -v cargo >/dev/null || { echo "cargo not found: install Rust from https://rustup.rs"; exit 1; }
 	python3 -m venv $(VENV)
 	$(PYTHON) -m pip install --quiet --upgrade pip
-	$(PYTHON) -m pip install --quiet torch==$(TORCH_VERSION) numpy
+	$(PYTHON) -m pip install --quiet torch==$(TORCH_VERSION) numpy tensorboard==$(TENSORBOARD_VERSION)
 	$(PYTHON) -c "import torch; assert torch.__version__.split('+')[0] == '$(TORCH_VERSION)', torch.__version__"
 	touch $(STAMP)
 
@@ -41,6 +45,7 @@ lint: $(STAMP)
 test: setup
 	cargo test --release
 	$(PYTHON) -W ignore tests/python/test_export.py
+	$(PYTHON) -W ignore tests/python/test_tensorboard.py
 
 # Real data: CIFAR10_DIR when set (or the shared copy), else the official archive, fetched once.
 data: setup

@@ -44,6 +44,19 @@ pub enum Command {
     Bench(BenchArgs),
     /// Classify PNG or JPEG images (resized to 32x32) and print the top-3 classes.
     Predict(PredictArgs),
+    /// Write TensorBoard event logs from metrics.csv for runs that have none.
+    ///
+    /// For each run folder given, or found one level below a results folder, that has a
+    /// metrics.csv but no event log, writes <run>/tensorboard/events.out.tfevents.<time>.<host>.resnext
+    /// holding each row's loss, accuracy, val_loss, val_accuracy, lr, ce_loss, val_ce_loss and
+    /// images_per_second at step = epoch (0-based), as Keras's TensorBoard callback logs them.
+    /// Prints a line per run written or skipped. Then `.venv/bin/tensorboard --logdir results`
+    /// shows every run's curves, each run as `<run>/tensorboard`.
+    ///
+    /// metrics.csv has no wall times: the last epoch is placed at the file's modification time
+    /// and earlier ones before it by their epoch_seconds (which leave out evaluation). A run
+    /// being trained is refused (its lock is held).
+    Tensorboard(TensorboardArgs),
 }
 
 #[derive(Args, Debug, Clone)]
@@ -261,4 +274,15 @@ pub struct PredictArgs {
     pub checkpoint: CheckpointArg,
     #[command(flatten)]
     pub compute: ComputeArgs,
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct TensorboardArgs {
+    /// Run folders, or results folders holding run folders.
+    #[arg(required = true)]
+    pub paths: Vec<PathBuf>,
+    /// Also rewrite event logs that exist (from metrics.csv; the step/loss and step/lr scalars
+    /// of the old log are kept).
+    #[arg(long)]
+    pub force: bool,
 }

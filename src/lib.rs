@@ -26,6 +26,7 @@ pub mod runtime;
 pub mod schedule;
 pub mod step_log;
 pub mod summary;
+pub mod tensorboard;
 pub mod torch_ext;
 pub mod train;
 

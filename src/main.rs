@@ -2,7 +2,7 @@
 use anyhow::Result;
 use clap::Parser;
 use resnext::cli::{Cli, Command, DataCommand};
-use resnext::{bench, config, data, download, eval, export, plot, predict, runtime, summary, train};
+use resnext::{bench, config, data, download, eval, export, plot, predict, runtime, summary, tensorboard, train};
 
 fn main() {
     runtime::reexec_with_malloc_tuning();
@@ -48,6 +48,7 @@ fn dispatch(command: Command) -> Result<i32> {
             println!("wrote {} (TorchScript) and {} (input constants, class names)", model.display(), meta.display());
         }
         Command::Bench(args) => println!("{}", bench::run(&args)?),
+        Command::Tensorboard(args) => tensorboard::backfill(&args)?,
         Command::Predict(args) => {
             for (image, top3) in args.images.iter().zip(predict::predict(&args)?) {
                 let text: Vec<String> = top3.iter().map(|(name, p)| format!("{name} {:.1}%", 100.0 * p)).collect();

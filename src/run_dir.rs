@@ -8,10 +8,12 @@
 //! | `last.safetensors`, `best.safetensors` | [`crate::checkpoint`] |
 //! | `confusion_matrix.png` | `eval` |
 //! | `model.pt`, `model.pt.json` | `export` (default location) |
+//! | `tensorboard/events.out.tfevents.*` | [`crate::tensorboard`]: the CSV's scalars for TensorBoard |
 use crate::checkpoint;
 use crate::cli::TrainArgs;
 use crate::config::Experiment;
 use crate::metrics;
+use crate::tensorboard;
 use anyhow::{bail, ensure, Context, Result};
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
@@ -86,6 +88,10 @@ impl RunDir {
     pub fn confusion_matrix(&self) -> PathBuf {
         self.path.join("confusion_matrix.png")
     }
+    /// The folder of the run's TensorBoard event log.
+    pub fn tensorboard(&self) -> PathBuf {
+        self.path.join(tensorboard::FOLDER)
+    }
     /// Where `export` writes the TorchScript file unless told otherwise.
     pub fn export(&self) -> PathBuf {
         self.path.join("model.pt")
@@ -143,16 +149,22 @@ impl RunDir {
 /// and the error names `what` and `path`.
 pub fn write_atomic(path: &Path, what: &str, fill: impl FnOnce(&Path) -> Result<()>) -> Result<()> {
     let name = path.file_name().with_context(|| format!("{what} path {} has no file name", path.display()))?;
-    let tmp = path.with_file_name(format!("{}.tmp", name.to_string_lossy()));
+    write_atomic_via(path, &path.with_file_name(format!("{}.tmp", name.to_string_lossy())), what, fill)
+}
+
+/// [`write_atomic`] through a temporary file the caller names (in the same folder), for files
+/// whose readers would take `<name>.tmp` for one of theirs: TensorBoard reads every file whose
+/// name contains `tfevents`, half-written or not.
+pub fn write_atomic_via(path: &Path, tmp: &Path, what: &str, fill: impl FnOnce(&Path) -> Result<()>) -> Result<()> {
     let folder = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
-    let result = fill(&tmp).and_then(|()| {
-        std::fs::File::open(&tmp)?.sync_all()?;
-        std::fs::rename(&tmp, path)?;
+    let result = fill(tmp).and_then(|()| {
+        std::fs::File::open(tmp)?.sync_all()?;
+        std::fs::rename(tmp, path)?;
         std::fs::File::open(folder)?.sync_all()?;
         Ok(())
     });
     result.map_err(|error| {
-        let _ = std::fs::remove_file(&tmp);
+        let _ = std::fs::remove_file(tmp);
         anyhow::anyhow!("cannot write {what} {}: {error:#}", path.display())
     })
 }

@@ -1,0 +1,124 @@
+"""TensorBoard's own loader (EventAccumulator, from the project venv's `tensorboard` package)
+reads the event logs of a trained run, and their scalars equal metrics.csv value for value.
+
+Run by `make test` with the project venv:  .venv/bin/python tests/python/test_tensorboard.py
+
+`assert_events_match_csv(test, run_dir)` is the check for any run folder: further cases (a
+resumed run, a run killed with SIGKILL) train their run and call it.
+"""
+import csv
+import os
+import struct
+import subprocess
+import sys
+import tempfile
+import unittest
+from pathlib import Path
+
+from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+from tensorboard.backend.event_processing.event_multiplexer import EventMultiplexer
+
+ROOT = Path(__file__).resolve().parents[2]
+BIN = Path(os.environ.get("RESNEXT_BIN", ROOT / "target/release/resnext"))
+DATA = Path(os.environ.get("CIFAR10_DIR", ROOT.parent / "shared/cifar10/cifar-10-batches-bin"))
+# metrics.csv's columns logged per epoch, under the same names.
+EPOCH_TAGS = ["loss", "accuracy", "val_loss", "val_accuracy", "lr", "ce_loss", "val_ce_loss", "images_per_second"]
+
+
+def resnext(*args):
+    result = subprocess.run([str(BIN), *map(str, args)], cwd=ROOT, capture_output=True, text=True,
+                            env={**os.environ, "CIFAR10_DIR": str(DATA)})
+    if result.returncode != 0:
+        raise AssertionError(f"resnext {' '.join(map(str, args))} failed:\n{result.stderr}")
+    return result.stdout
+
+
+def train_tiny(run_dir, *extra):
+    resnext("train", ROOT / "tests/fixtures/tiny.json", "--out", run_dir, "--epochs", "2",
+            "--train-limit", "640", "--test-limit", "100", "--device", "cpu", *extra)
+
+
+def float32(x):
+    """x rounded to float32, as an event's simple_value holds it."""
+    return struct.unpack("<f", struct.pack("<f", x))[0]
+
+
+def event_files(run_dir):
+    return sorted(p for p in (Path(run_dir) / "tensorboard").iterdir() if "tfevents" in p.name)
+
+
+def assert_events_match_csv(test, run_dir):
+    """The run has one event file, TensorBoard loads it, and each of its epoch tags holds
+    exactly metrics.csv's column: one value per row, at step = epoch, equal in float32.
+    Returns the loaded accumulator for further checks."""
+    files = event_files(run_dir)
+    test.assertEqual(len(files), 1, f"one event file in {run_dir}/tensorboard: {files}")
+    events = EventAccumulator(str(files[0]), size_guidance={"scalars": 0})  # 0: keep every point
+    events.Reload()
+    with open(Path(run_dir) / "metrics.csv", newline="") as f:
+        rows = list(csv.DictReader(f))
+    test.assertGreater(len(rows), 0)
+    test.assertEqual(set(EPOCH_TAGS) - set(events.Tags()["scalars"]), set(), "every epoch tag is there")
+    for tag in EPOCH_TAGS:
+        logged = [(e.step, e.value) for e in events.Scalars(tag)]
+        wanted = [(int(row["epoch"]), float32(float(row[tag]))) for row in rows]
+        test.assertEqual(logged, wanted, f"{tag} in {files[0]}")
+    return events
+
+
+class ConvertedRunTest(unittest.TestCase):
+    """A run trained by the real binary, given an event log by `resnext tensorboard`."""
+
+    @classmethod
+    def setUpClass(cls):
+        cls.tmp = tempfile.TemporaryDirectory()
+        cls.results = Path(cls.tmp.name) / "results"
+        cls.run_dir = cls.results / "tiny"
+        train_tiny(cls.run_dir)
+        cls.first_output = resnext("tensorboard", cls.results)
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.tmp.cleanup()
+
+    def test_the_log_holds_metrics_csv_value_for_value(self):
+        self.assertRegex(self.first_output, r"^wrote .*/tiny/tensorboard/events\.out\.tfevents\.\d{10}\.[^/]+\.resnext: "
+                                            r"2 epochs from metrics.csv\n$")
+        events = assert_events_match_csv(self, self.run_dir)
+        self.assertEqual(sorted(events.Tags()["scalars"]), sorted(EPOCH_TAGS), "no step scalars: the CSV has none")
+        # Wall times: epoch 1 after epoch 0, and no later than now; file_version first.
+        times = [e.wall_time for e in events.Scalars("loss")]
+        self.assertLess(times[0], times[1])
+        self.assertLessEqual(events.FirstEventTimestamp(), times[0])
+
+    def test_tensorboard_sees_one_run_per_run_folder(self):
+        runs = EventMultiplexer().AddRunsFromDirectory(str(self.results)).Reload().Runs()
+        self.assertEqual(list(runs), ["tiny/tensorboard"])
+        self.assertIn("val_accuracy", runs["tiny/tensorboard"]["scalars"])
+
+    def test_a_second_call_skips_and_force_rewrites(self):
+        self.assertRegex(resnext("tensorboard", self.run_dir), r"^skipped .*tiny: it has an event log")
+        before = event_files(self.run_dir)
+        self.assertRegex(resnext("tensorboard", "--force", self.run_dir), r"replacing the old one\n$")
+        after = event_files(self.run_dir)
+        self.assertNotEqual(before, after, "a new name, so that a TensorBoard already watching reads it afresh")
+        assert_events_match_csv(self, self.run_dir)
+
+    def test_tensorboard_ignores_a_record_cut_short_at_the_end(self):
+        # What a crash in the middle of an append leaves: every whole record is read.
+        log = event_files(self.run_dir)[0].read_bytes()
+        for cut in (1, 10, 30):
+            with tempfile.TemporaryDirectory() as tmp:
+                path = Path(tmp) / "events.out.tfevents.cut"
+                path.write_bytes(log[:-cut])
+                events = EventAccumulator(str(path), size_guidance={"scalars": 0})
+                events.Reload()
+                self.assertEqual([e.step for e in events.Scalars(EPOCH_TAGS[-1])], [0], f"cut {cut} bytes")
+                self.assertEqual([e.step for e in events.Scalars(EPOCH_TAGS[0])], [0, 1])
+
+
+if __name__ == "__main__":
+    result = unittest.main(exit=False, verbosity=2).result
+    failed = len(result.failures) + len(result.errors)
+    print(f"python: {result.testsRun - failed} passed, {failed} failed")
+    sys.exit(1 if failed or result.testsRun == 0 else 0)
