@@ -13,6 +13,7 @@ use crate::learner::Learner;
 use crate::metrics::EpochRow;
 use crate::run_dir;
 use crate::schedule::LrRule;
+use crate::tensorboard::{self, StepScalars};
 use anyhow::{bail, ensure, Context, Result};
 use safetensors::tensor::{Dtype, SafeTensors, TensorView};
 use serde::{Deserialize, Serialize};
@@ -44,6 +45,12 @@ pub struct TrainState {
     pub lr_rule: LrRule,
     pub best_val_accuracy: Option<f64>,
     pub history: Vec<EpochRow>,
+    /// When each epoch of `history` was recorded (Unix seconds), for the TensorBoard log.
+    #[serde(default)]
+    pub wall_times: Vec<f64>,
+    /// The per-step scalars logged so far (config `tensorboard_steps`).
+    #[serde(default)]
+    pub step_scalars: Vec<StepScalars>,
 }
 
 impl TrainState {
@@ -56,6 +63,17 @@ impl TrainState {
             lr_rule: LrRule::new(experiment.lr_schedule.clone(), experiment.warmup.clone(), experiment.optimizer.lr),
             best_val_accuracy: None,
             history: vec![],
+            wall_times: vec![],
+            step_scalars: vec![],
+        }
+    }
+
+    /// The recorded wall time of each epoch of `history`; for a checkpoint written before
+    /// they were recorded, times spaced by the epochs' durations and ending now.
+    pub fn epoch_wall_times(&self) -> Vec<f64> {
+        match self.wall_times.len() == self.history.len() {
+            true => self.wall_times.clone(),
+            false => tensorboard::wall_times_ending_at(&self.history, tensorboard::now()),
         }
     }
 }

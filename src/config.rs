@@ -42,6 +42,10 @@ pub struct Experiment {
     /// Evaluate on each image and its mirror, averaging the logits (off in the blog).
     #[serde(default)]
     pub test_time_flip: bool,
+    /// Log the training loss and lr to TensorBoard every this many steps as well as every
+    /// epoch (0: epochs only, like Keras's callback with `update_freq='epoch'`).
+    #[serde(default)]
+    pub tensorboard_steps: usize,
     /// Seeds the weights, the per-epoch shuffles and the augmentation draws.
     pub seed: u64,
 }

@@ -39,11 +39,13 @@ impl StepLog {
         tch::no_grad(|| self.steps.get(step as i64).copy_(stats));
     }
 
-    /// Reads the steps before `done` that are not summed yet and adds them. Returns the first
-    /// step whose loss is NaN or infinite, if any.
-    pub fn sync(&mut self, plan: &EpochPlan, done: usize) -> Result<&EpochSums, usize> {
+    /// Reads the steps before `done` that are not summed yet and adds them; returns each of
+    /// those steps with its loss (as Keras reports it), or the first step whose loss is NaN or
+    /// infinite.
+    pub fn sync(&mut self, plan: &EpochPlan, done: usize) -> Result<Vec<(usize, f64)>, usize> {
         let fresh = self.steps.narrow(0, self.synced as i64, (done - self.synced) as i64);
         let values = Vec::<f32>::try_from(fresh.to_device(Device::Cpu).flatten(0, -1)).expect("float stats");
+        let mut losses = Vec::with_capacity(done - self.synced);
         for (offset, stats) in values.chunks_exact(STATS).enumerate() {
             let step = self.synced + offset;
             let [objective, squares, correct, ce] = [0, 1, 2, 3].map(|i| stats[i] as f64);
@@ -57,10 +59,11 @@ impl StepLog {
             self.sums.ce += ce * batch;
             self.sums.correct += correct;
             self.sums.seen += plan.batch_len(step);
+            losses.push((step, loss));
         }
         self.synced = done;
         self.sums.seconds = self.seconds_before + self.seconds();
-        Ok(&self.sums)
+        Ok(losses)
     }
 
     /// The sums as of the last sync.

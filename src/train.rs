@@ -19,6 +19,7 @@ use crate::run_dir::{RunDir, RunPlan};
 use crate::runtime::Compute;
 use crate::schedule::Clock;
 use crate::step_log::StepLog;
+use crate::tensorboard::{self, EventLog, StepScalars};
 use anyhow::{bail, ensure, Result};
 use std::sync::atomic::{AtomicBool, Ordering};
 
@@ -59,11 +60,14 @@ pub fn run(args: &TrainArgs) -> Result<Outcome> {
         false => TrainState::new(experiment),
     };
     let _lock = plan.record()?;
+    // The checkpoint is the truth: the CSV and the event log say what it says, nothing written
+    // after it (or half-written) survives a resume, and nothing of an old run a --force.
     if plan.resume {
-        // The checkpoint is the truth: drop any row written after it (or half-written).
         metrics::rewrite(&plan.dir.metrics(), &state.history)?;
         println!("resuming {} at epoch {} step {}", plan.dir.path().display(), state.epoch, state.step);
     }
+    let mut events =
+        EventLog::rewrite(&plan.dir.tensorboard(), &state.history, &state.epoch_wall_times(), &state.step_scalars)?;
     println!(
         "training {} on {}: {} train / {} test images, batch {}, epochs {}..{}, results in {}",
         experiment.name,
@@ -81,7 +85,7 @@ pub fn run(args: &TrainArgs) -> Result<Outcome> {
     install_stop_handler();
     let trainer = Trainer { experiment, train: &train, test: &test, dir: &plan.dir, compute: &compute };
     while state.epoch < experiment.epochs {
-        let outcome = trainer.train_epoch(&mut state, &mut learner)?;
+        let outcome = trainer.train_epoch(&mut state, &mut learner, &mut events)?;
         // A stop asked for during evaluation takes effect here, at the epoch boundary.
         if matches!(outcome, Outcome::Interrupted) || (stop_requested() && state.epoch < experiment.epochs) {
             return Ok(Outcome::Interrupted);
@@ -101,7 +105,7 @@ struct Trainer<'a> {
 
 impl Trainer<'_> {
     /// Trains one epoch (or its rest, after a mid-epoch resume), evaluates and checkpoints.
-    fn train_epoch(&self, state: &mut TrainState, learner: &mut Learner) -> Result<Outcome> {
+    fn train_epoch(&self, state: &mut TrainState, learner: &mut Learner, events: &mut EventLog) -> Result<Outcome> {
         let epoch = state.epoch;
         state.lr_rule.lr_for_epoch(epoch);
         let plan = EpochPlan::new(self.experiment, epoch, self.train.len(), self.compute.device);
@@ -117,7 +121,7 @@ impl Trainer<'_> {
             let done = step + 1;
             let stop = stop_requested() && done < plan.steps;
             if done % self.compute.sync_every == 0 || done == plan.steps || stop {
-                self.sync(&mut log, &plan, epoch, done)?;
+                self.sync(&mut log, &plan, clock, state, events, done)?;
                 progress.update(done, &log.progress_message());
             }
             if stop {
@@ -131,7 +135,8 @@ impl Trainer<'_> {
                 return Ok(Outcome::Interrupted);
             }
         }
-        let sums = self.sync(&mut log, &plan, epoch, plan.steps)?;
+        self.sync(&mut log, &plan, clock, state, events, plan.steps)?;
+        let sums = log.sums().clone();
         // The CSV's lr is the one at the epoch's start, as Keras's logs have it.
         let row = self.evaluate_epoch(state, learner, &log, &sums, state.lr_rule.lr(clock(0)));
         let last = self.dir.last();
@@ -142,7 +147,7 @@ impl Trainer<'_> {
             last.display()
         );
         let lr_changed = state.lr_rule.on_epoch_end(row.val_loss);
-        self.record_epoch(state, learner, &row)?;
+        self.record_epoch(state, learner, events, &row)?;
         let new_lr = if lr_changed { format!(" -> {:.3e}", state.lr_rule.lr) } else { String::new() };
         progress.finish(&format!(
             "epoch {}/{}: loss {:.4} accuracy {:.4} val_loss {:.4} val_accuracy {:.4} lr {:.3e}{new_lr} ({:.1}s, {:.0} img/s)",
@@ -159,17 +164,40 @@ impl Trainer<'_> {
         Ok(Outcome::Finished)
     }
 
-    /// The epoch's sums so far (see [`StepLog::sync`]); stops the run, naming the step, when
-    /// a loss is not finite.
-    fn sync(&self, log: &mut StepLog, plan: &EpochPlan, epoch: usize, done: usize) -> Result<EpochSums> {
-        match log.sync(plan, done) {
-            Ok(sums) => Ok(sums.clone()),
-            Err(bad) => bail!(
-                "training diverged: the loss is not finite at epoch {epoch} step {bad} (lr too high?); \
+    /// Reads the steps before `done` back from the device (see [`StepLog::sync`]) and logs the
+    /// step scalars the recipe asks for; stops the run, naming the step, when a loss is not
+    /// finite.
+    fn sync(
+        &self,
+        log: &mut StepLog,
+        plan: &EpochPlan,
+        clock: impl Fn(usize) -> Clock,
+        state: &mut TrainState,
+        events: &mut EventLog,
+        done: usize,
+    ) -> Result<()> {
+        let losses = log.sync(plan, done).or_else(|bad| {
+            bail!(
+                "training diverged: the loss is not finite at epoch {} step {bad} (lr too high?); \
                  the last good checkpoint {} is kept",
+                state.epoch,
                 self.dir.last().display()
-            ),
+            )
+        })?;
+        let every = self.experiment.tensorboard_steps;
+        if every == 0 {
+            return Ok(());
         }
+        let wall_time = tensorboard::now();
+        let logged: Vec<StepScalars> = losses
+            .into_iter()
+            .map(|(step, loss)| (clock(step), loss))
+            .filter(|(at, _)| at.global() % every == 0)
+            .map(|(at, loss)| StepScalars { step: at.global() as u64, loss, lr: state.lr_rule.lr(at), wall_time })
+            .collect();
+        events.append_steps(&logged)?;
+        state.step_scalars.extend(logged);
+        Ok(())
     }
 
     /// The epoch's CSV row: training sums plus a pass over the test set with the weights
@@ -203,17 +231,27 @@ impl Trainer<'_> {
     }
 
     /// Moves the state to the next epoch and writes best weights, then the checkpoint, then
-    /// the CSV row. On resume the CSV is rebuilt from the checkpoint's history, so a crash
-    /// between any two of these loses nothing (a redone epoch reproduces the same weights).
-    fn record_epoch(&self, state: &mut TrainState, learner: &Learner, row: &EpochRow) -> Result<()> {
+    /// the CSV row and the event log's. On resume both are rebuilt from the checkpoint's
+    /// history, so a crash between any two of these loses nothing (a redone epoch reproduces
+    /// the same weights).
+    fn record_epoch(
+        &self,
+        state: &mut TrainState,
+        learner: &Learner,
+        events: &mut EventLog,
+        row: &EpochRow,
+    ) -> Result<()> {
         let is_best = state.best_val_accuracy.is_none_or(|best| row.val_accuracy > best);
+        let wall_time = tensorboard::now();
         state.history.push(row.clone());
+        state.wall_times.push(wall_time);
         (state.epoch, state.step, state.partial) = (state.epoch + 1, 0, EpochSums::default());
         if is_best {
             state.best_val_accuracy = Some(row.val_accuracy);
             checkpoint::save_best(&self.dir.best(), learner, self.experiment, row)?;
         }
         checkpoint::save_training(&self.dir.last(), state, learner)?;
-        metrics::append(&self.dir.metrics(), row)
+        metrics::append(&self.dir.metrics(), row)?;
+        events.append_epoch(row, wall_time)
     }
 }

@@ -58,6 +58,15 @@ fn a_run_with_every_ingredient_resumes_bit_identically_after_ctrl_c() {
     );
     let same: Vec<_> = metrics_rows(&straight).iter().map(without_timings).collect();
     assert_eq!(metrics_rows(&interrupted).iter().map(without_timings).collect::<Vec<_>>(), same);
+    // The event log: the CSV's scalars, and the step scalars (every 5 steps) each logged once.
+    assert_events_match_csv(&interrupted);
+    let steps = |run: &Path| -> Vec<(String, i64, f32)> {
+        event_log_scalars(run).into_iter().filter(|(tag, _, _)| tag.starts_with("step/")).collect()
+    };
+    let (a, b) = (steps(&straight), steps(&interrupted));
+    assert_eq!(a, b, "the same step scalars after a resume");
+    let logged: Vec<i64> = a.iter().filter(|(tag, _, _)| tag == "step/loss").map(|(_, step, _)| *step).collect();
+    assert_eq!(logged, (0..100).step_by(5).collect::<Vec<i64>>(), "every 5th of the 100 steps, once");
 }
 
 #[test]

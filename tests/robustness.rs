@@ -260,6 +260,7 @@ fn sigkill_at_random_moments_loses_nothing() {
     let rows = metrics_rows(&run_dir);
     assert_eq!(rows.iter().map(|r| r.epoch).collect::<Vec<_>>(), [0, 1, 2, 3], "every epoch exactly once");
     assert_eq!(checkpoint_state(&run_dir.join("last.safetensors")).epoch, 4);
+    assert_events_match_csv(&run_dir);
     let output = run_eval(&run_dir, "last");
     assert!(output.status.success(), "the checkpoint loads: {}", stderr(&output));
 }

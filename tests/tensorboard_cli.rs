@@ -27,23 +27,6 @@ fn make_run(dir: &Path, epochs: usize) {
     metrics::rewrite(&dir.join(metrics::FILE), &(0..epochs).map(row).collect::<Vec<_>>()).unwrap();
 }
 
-/// The run's one event file, read back: (tag, step, value) in file order.
-fn logged(run: &Path) -> Vec<(String, i64, f32)> {
-    let files = tensorboard::event_files(&run.join(tensorboard::FOLDER)).unwrap();
-    assert_eq!(files.len(), 1, "{files:?}");
-    let file = tensorboard::read(&files[0]).unwrap();
-    assert_eq!(file.truncated_at, None);
-    file.scalars.into_iter().map(|e| (e.tag, e.step, e.value)).collect()
-}
-
-fn from_csv(run: &Path) -> Vec<(String, i64, f32)> {
-    metrics::read(&run.join(metrics::FILE))
-        .unwrap()
-        .iter()
-        .flat_map(|r| tensorboard::epoch_scalars(r).map(|(tag, v)| (tag.to_string(), r.epoch as i64, v as f32)))
-        .collect()
-}
-
 #[test]
 fn writes_logs_for_runs_without_one_and_skips_the_others() {
     let results = tempfile::tempdir().unwrap();
@@ -57,10 +40,10 @@ fn writes_logs_for_runs_without_one_and_skips_the_others() {
     assert_eq!(lines.len(), 2, "{lines:?}");
     assert!(lines[0].starts_with(&format!("wrote {}/tensorboard/events.out.tfevents.", a.display())), "{lines:?}");
     assert!(lines[0].ends_with(": 3 epochs from metrics.csv"), "{lines:?}");
-    assert_eq!(logged(&a), from_csv(&a));
+    assert_eq!(event_log_scalars(&a), csv_scalars(&a));
     assert!(lines[1].ends_with(": 1 epoch from metrics.csv"), "{lines:?}");
-    assert_eq!(logged(&b), from_csv(&b));
-    assert_eq!(logged(&a).len(), 3 * 8);
+    assert_eq!(event_log_scalars(&b), csv_scalars(&b));
+    assert_eq!(event_log_scalars(&a).len(), 3 * 8);
 
     // Wall times: the last epoch at metrics.csv's modification time, earlier ones 30 s apart.
     let file = &tensorboard::event_files(&a.join(tensorboard::FOLDER)).unwrap()[0];
@@ -98,9 +81,9 @@ fn force_rewrites_from_the_csv_and_keeps_the_step_scalars() {
         text.contains(": 2 epochs from metrics.csv, replacing the old one, keeping its step/loss and step/lr (1 step)"),
         "{text}"
     );
-    let mut wanted = from_csv(&run);
+    let mut wanted = csv_scalars(&run);
     wanted.extend([("step/loss".to_string(), 5, 1.5), ("step/lr".to_string(), 5, 0.05)]);
-    assert_eq!(logged(&run), wanted);
+    assert_eq!(event_log_scalars(&run), wanted);
 }
 
 #[test]
@@ -115,7 +98,7 @@ fn two_logs_left_by_a_crash_are_rewritten_as_one() {
     let output = run_resnext(&["tensorboard", &run.display().to_string()]);
     assert!(output.status.success(), "{}", stderr(&output));
     assert!(stdout(&output).contains("replacing 2 old ones"), "{}", stdout(&output));
-    assert_eq!(logged(&run), from_csv(&run));
+    assert_eq!(event_log_scalars(&run), csv_scalars(&run));
 }
 
 #[test]
@@ -156,7 +139,7 @@ fn a_corrupt_csv_fails_its_run_and_the_command_but_not_the_others() {
     let err = stderr(&output);
     assert!(err.contains(&format!("error: {}: {}", bad.display(), bad.join(metrics::FILE).display())), "{err}");
     assert!(err.contains("1 of 2 runs got no event log"), "{err}");
-    assert_eq!(logged(&good), from_csv(&good));
+    assert_eq!(event_log_scalars(&good), csv_scalars(&good));
     assert!(tensorboard::event_files(&bad.join(tensorboard::FOLDER)).unwrap().is_empty());
 }
 

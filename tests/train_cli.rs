@@ -59,6 +59,7 @@ fn trains_two_epochs_with_finite_losses_above_chance() {
     for file in ["config.json", "run.json", "command.txt", "last.safetensors", "best.safetensors"] {
         assert!(run.join(file).is_file(), "{file} missing");
     }
+    assert_events_match_csv(run);
 }
 
 #[test]
@@ -235,5 +236,6 @@ fn resume_after_an_epoch_and_after_ctrl_c_gives_the_uninterrupted_weights() {
         // Same losses and accuracies (timings differ).
         let same: Vec<_> = metrics_rows(straight).iter().map(without_timings).collect();
         assert_eq!(rows.iter().map(without_timings).collect::<Vec<_>>(), same, "{}", run.display());
+        assert_events_match_csv(run);
     }
 }

@@ -2,6 +2,7 @@
 #![allow(dead_code)]
 use resnext::checkpoint::{Checkpoint, TrainState};
 use resnext::metrics::{self, EpochRow};
+use resnext::tensorboard;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::sync::{Mutex, MutexGuard};
@@ -102,6 +103,30 @@ pub fn metrics_rows(run: &Path) -> Vec<EpochRow> {
     assert!(text.ends_with('\n'), "metrics.csv ends in a partial line:\n{text}");
     assert_eq!(text.lines().next().unwrap(), metrics::HEADER.join(","));
     metrics::read(&path).unwrap()
+}
+
+/// The run's one event file, read back: (tag, step, value) in file order.
+pub fn event_log_scalars(run: &Path) -> Vec<(String, i64, f32)> {
+    let files = tensorboard::event_files(&run.join(tensorboard::FOLDER)).unwrap();
+    assert_eq!(files.len(), 1, "one event file: {files:?}");
+    let file = tensorboard::read(&files[0]).unwrap();
+    assert_eq!(file.truncated_at, None);
+    file.scalars.into_iter().map(|e| (e.tag, e.step, e.value)).collect()
+}
+
+/// What the event log should hold for metrics.csv's rows, in the order it is written.
+pub fn csv_scalars(run: &Path) -> Vec<(String, i64, f32)> {
+    metrics::read(&run.join(metrics::FILE))
+        .unwrap()
+        .iter()
+        .flat_map(|r| tensorboard::epoch_scalars(r).map(|(tag, v)| (tag.to_string(), r.epoch as i64, v as f32)))
+        .collect()
+}
+
+/// The event log's epoch scalars are metrics.csv's, each epoch once.
+pub fn assert_events_match_csv(run: &Path) {
+    let epochs: Vec<_> = event_log_scalars(run).into_iter().filter(|(tag, _, _)| !tag.starts_with("step/")).collect();
+    assert_eq!(epochs, csv_scalars(run), "{}: the event log and metrics.csv differ", run.display());
 }
 
 /// What two runs that trained identically share in a row (everything but the timings).

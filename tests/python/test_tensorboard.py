@@ -7,11 +7,15 @@ Run by `make test` with the project venv:  .venv/bin/python tests/python/test_te
 resumed run, a run killed with SIGKILL) train their run and call it.
 """
 import csv
+import json
 import os
+import shutil
+import random
 import struct
 import subprocess
 import sys
 import tempfile
+import time
 import unittest
 from pathlib import Path
 
@@ -33,8 +37,8 @@ def resnext(*args):
     return result.stdout
 
 
-def train_tiny(run_dir, *extra):
-    resnext("train", ROOT / "tests/fixtures/tiny.json", "--out", run_dir, "--epochs", "2",
+def train_tiny(run_dir, *extra, epochs=2):
+    resnext("train", ROOT / "tests/fixtures/tiny.json", "--out", run_dir, "--epochs", epochs,
             "--train-limit", "640", "--test-limit", "100", "--device", "cpu", *extra)
 
 
@@ -75,6 +79,8 @@ class ConvertedRunTest(unittest.TestCase):
         cls.results = Path(cls.tmp.name) / "results"
         cls.run_dir = cls.results / "tiny"
         train_tiny(cls.run_dir)
+        # As a run from before training wrote event logs (or a copied CSV) has none.
+        shutil.rmtree(cls.run_dir / "tensorboard")
         cls.first_output = resnext("tensorboard", cls.results)
 
     @classmethod
@@ -115,6 +121,61 @@ class ConvertedRunTest(unittest.TestCase):
                 events.Reload()
                 self.assertEqual([e.step for e in events.Scalars(EPOCH_TAGS[-1])], [0], f"cut {cut} bytes")
                 self.assertEqual([e.step for e in events.Scalars(EPOCH_TAGS[0])], [0, 1])
+
+
+class TrainedRunTest(unittest.TestCase):
+    """`resnext train` writes the event log itself, as it trains, and keeps it equal to
+    metrics.csv whatever happens to the process."""
+
+    def setUp(self):
+        self.tmp = tempfile.TemporaryDirectory()
+        self.run_dir = Path(self.tmp.name) / "run"
+
+    def tearDown(self):
+        self.tmp.cleanup()
+
+    def step_losses(self, events):
+        return [e.step for e in events.Scalars("step/loss")]
+
+    def test_a_plain_run(self):
+        train_tiny(self.run_dir)
+        events = assert_events_match_csv(self, self.run_dir)
+        self.assertEqual(sorted(events.Tags()["scalars"]), sorted(EPOCH_TAGS), "no step scalars unless asked")
+
+    def test_a_resumed_run_with_step_scalars(self):
+        # 640 images at batch 32: 20 steps an epoch; every 3rd of the 40 steps is logged once.
+        train_tiny(self.run_dir, "--set", "tensorboard_steps=3", epochs=1)
+        train_tiny(self.run_dir, "--resume")
+        events = assert_events_match_csv(self, self.run_dir)
+        self.assertEqual(self.step_losses(events), list(range(0, 40, 3)))
+        self.assertEqual([e.step for e in events.Scalars("step/lr")], list(range(0, 40, 3)))
+
+    def test_a_run_killed_at_random_moments_then_resumed(self):
+        rng = random.Random(int(time.time()))
+        # The config itself asks for step scalars: a resume takes no --set.
+        config = json.loads((ROOT / "tests/fixtures/tiny.json").read_text())
+        config["tensorboard_steps"] = 2
+        config_path = Path(self.tmp.name) / "tiny_steps.json"
+        config_path.write_text(json.dumps(config))
+        args = [str(BIN), "train", str(config_path), "--out", str(self.run_dir), "--epochs", "4",
+                "--train-limit", "960", "--test-limit", "100", "--device", "cpu"]
+        env = {**os.environ, "CIFAR10_DIR": str(DATA)}
+        for attempt in range(4):
+            child = subprocess.Popen(args + (["--resume"] if attempt else []), cwd=ROOT, env=env,
+                                     stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            time.sleep(0.3 + rng.random() * 2.5)
+            child.kill()  # SIGKILL
+            child.wait()
+        resnext(*args[1:], "--resume")
+        events = assert_events_match_csv(self, self.run_dir)
+        # 30 steps an epoch, 120 in all: every 2nd logged, each once, in order.
+        self.assertEqual(self.step_losses(events), list(range(0, 120, 2)))
+
+    def test_force_starts_the_log_again(self):
+        train_tiny(self.run_dir)
+        train_tiny(self.run_dir, "--force", epochs=1)
+        events = assert_events_match_csv(self, self.run_dir)
+        self.assertEqual([e.step for e in events.Scalars("loss")], [0])
 
 
 if __name__ == "__main__":
