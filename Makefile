@@ -2,13 +2,27 @@
 # from PyPI, whose libtorch tch links against), so a fresh machine needs nothing else.
 SHELL := /bin/bash
 TORCH_VERSION := 2.11.0
+# Which build of torch 2.11.0: `pypi` (CUDA 13.0: NVIDIA driver 580 or newer, Turing to
+# Blackwell GPUs), `cu128` (CUDA 12.8: driver 525+, Turing to Blackwell), `cu126` (CUDA 12.6:
+# driver 525+, Maxwell to Hopper, the only one for Pascal and Volta such as the blog's GTX
+# 1080 Ti) or `cpu` (no CUDA, a much smaller download). E.g. `make setup TORCH_WHEEL=cu126`.
+TORCH_WHEEL ?= pypi
+# PyTorch's own index names each build by its local version (2.11.0+cu126), which pip then
+# installs over another build; `pypi` cannot replace one (use cu130 for the same build).
+ifeq ($(TORCH_WHEEL),pypi)
+  TORCH := torch==$(TORCH_VERSION)
+else ifneq ($(filter cu126 cu128 cu130 cpu,$(TORCH_WHEEL)),)
+  TORCH := torch==$(TORCH_VERSION)+$(TORCH_WHEEL) --extra-index-url https://download.pytorch.org/whl/$(TORCH_WHEEL)
+else
+  $(error TORCH_WHEEL=$(TORCH_WHEEL): expected pypi, cu126, cu128, cu130 or cpu)
+endif
 # TensorBoard, to watch runs (`.venv/bin/tensorboard --logdir results`) and to read the event
 # logs in the tests.
 TENSORBOARD_VERSION := 2.21.0
 VENV := .venv
 PYTHON := $(VENV)/bin/python
-# Named after both versions, so that a venv made before one changed is topped up.
-STAMP := $(VENV)/.torch-$(TORCH_VERSION)-tensorboard-$(TENSORBOARD_VERSION)
+# Named after the versions and the wheel, so that a venv made before one changed is redone.
+STAMP := $(VENV)/.torch-$(TORCH_VERSION)-$(TORCH_WHEEL)-tensorboard-$(TENSORBOARD_VERSION)
 BIN := target/release/resnext
 SHARED_CIFAR := ../shared/cifar10/cifar-10-batches-bin
 
@@ -25,13 +39,15 @@ endif
 
 setup: $(STAMP) build
 
-# The venv is reused when it already has this torch version.
+# The venv is reused when it already has this torch version and build. Switching the build
+# reinstalls torch; cargo then rebuilds against it (torch-sys reruns when libtorch changes).
 $(STAMP):
 	@command -v cargo >/dev/null || { echo "cargo not found: install Rust from https://rustup.rs"; exit 1; }
 	python3 -m venv $(VENV)
 	$(PYTHON) -m pip install --quiet --upgrade pip
-	$(PYTHON) -m pip install --quiet torch==$(TORCH_VERSION) numpy tensorboard==$(TENSORBOARD_VERSION)
+	$(PYTHON) -m pip install --quiet $(TORCH) numpy tensorboard==$(TENSORBOARD_VERSION)
 	$(PYTHON) -c "import torch; assert torch.__version__.split('+')[0] == '$(TORCH_VERSION)', torch.__version__"
+	rm -f $(VENV)/.torch-*
 	touch $(STAMP)
 
 build: $(STAMP)

@@ -53,14 +53,11 @@ impl Ema {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::cli::ComputeArgs;
-    use crate::config::Precision;
+    use crate::testing::{cpu_compute, tiny_experiment};
 
     #[test]
     fn the_average_follows_the_tensorflow_decay_rule() {
-        let experiment =
-            Experiment::load(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/tiny.json"), &[]).unwrap();
-        let compute = Compute::new(&ComputeArgs::default(), Precision::Fp32, None, None).unwrap();
+        let (experiment, compute) = (tiny_experiment(&[]), cpu_compute());
         let live = Network::new(&experiment, &compute);
         let mut ema = Ema::new(&live, &experiment, &compute, 0.9);
         let (name, weight) = variables(&live).into_iter().find(|(n, _)| n == "fc.weight").unwrap();

@@ -62,15 +62,12 @@ impl Learner {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::cli::ComputeArgs;
-    use crate::config::Precision;
+    use crate::testing::{cpu_compute, tiny_experiment};
     use tch::Device;
 
     #[test]
     fn the_step_minimises_label_smoothed_cross_entropy_and_reports_the_plain_one_too() {
-        let path = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/tiny.json");
-        let experiment = Experiment::load(path, &["label_smoothing=0.2".into()]).unwrap();
-        let compute = Compute::new(&ComputeArgs::default(), Precision::Fp32, None, None).unwrap();
+        let (experiment, compute) = (tiny_experiment(&["label_smoothing=0.2"]), cpu_compute());
         let mut learner = Learner::new(&experiment, &compute);
         tch::manual_seed(7);
         let images = Tensor::randn([16, 3, 32, 32], (Kind::Float, Device::Cpu));

@@ -142,15 +142,12 @@ pub fn evaluate(net: &Network, split: &Split, compute: &Compute, flip: bool, lab
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::cli::ComputeArgs;
-    use crate::config::Precision;
+    use crate::testing::{cpu_compute, tiny_experiment};
     use tch::Device;
 
     #[test]
     fn flip_test_time_augmentation_averages_both_views_and_ignores_which_one_it_got() {
-        let experiment =
-            Experiment::load(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/tiny.json"), &[]).unwrap();
-        let compute = Compute::new(&ComputeArgs::default(), Precision::Fp32, None, None).unwrap();
+        let (experiment, compute) = (tiny_experiment(&[]), cpu_compute());
         let network = Network::new(&experiment, &compute);
         tch::manual_seed(11);
         let x = Tensor::randn([5, 3, 32, 32], (Kind::Float, Device::Cpu));

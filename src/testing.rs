@@ -17,3 +17,16 @@ pub fn numbers(v: &Value) -> Vec<f64> {
 pub fn floats(v: &Value) -> Vec<f32> {
     numbers(v).into_iter().map(|x| x as f32).collect()
 }
+
+/// tests/fixtures/tiny.json, with `overrides`.
+pub fn tiny_experiment(overrides: &[&str]) -> crate::config::Experiment {
+    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/tiny.json");
+    let overrides: Vec<String> = overrides.iter().map(|s| s.to_string()).collect();
+    crate::config::Experiment::load(path, &overrides).unwrap()
+}
+
+/// fp32 on the CPU with its defaults.
+pub fn cpu_compute() -> crate::runtime::Compute {
+    let args = crate::cli::ComputeArgs::default();
+    crate::runtime::Compute::new(&args, crate::config::Precision::Fp32, None, None).unwrap()
+}

@@ -1,10 +1,12 @@
 //! The training loop: the blog's recipe, epoch by epoch.
 //!
-//! Each epoch: set the lr (step schedule) -> for every batch of the epoch's plan: SGD step ->
-//! record its losses -> report progress -> (stop on Ctrl-C, with a checkpoint) -> evaluate on
-//! the test set -> let ReduceLROnPlateau see `val_loss` -> checkpoint -> append the epoch's
-//! row to metrics.csv. An epoch's shuffle and augmentation come from (seed, epoch) alone
-//! (`batches`), so a resumed run continues exactly as an uninterrupted one.
+//! Each epoch: the epoch rules set the lr (step schedule) -> for every batch of the epoch's
+//! plan: the step's lr (per-step rules, warmup) -> SGD step and weight average -> record its
+//! losses -> report progress (and step scalars) -> (stop on Ctrl-C, with a checkpoint) ->
+//! evaluate on the test set -> let ReduceLROnPlateau see `val_loss` -> best weights and
+//! checkpoint -> the epoch's row in metrics.csv and in the TensorBoard log. An epoch's shuffle
+//! and augmentation come from (seed, epoch) alone (`batches`), so a resumed run continues
+//! exactly as an uninterrupted one.
 use crate::batches::EpochPlan;
 use crate::checkpoint::{self, EpochSums, TrainState};
 use crate::cli::TrainArgs;

@@ -3,9 +3,8 @@
 //! benchmark), and the op count of a training step.
 mod common;
 use common::*;
-use std::io::{BufRead, BufReader};
 use std::path::Path;
-use std::process::Stdio;
+use std::time::Duration;
 
 /// The settings `--device cuda` defaults to, on the CPU.
 const CUDA_SHAPED: [&str; 8] =
@@ -100,25 +99,9 @@ fn the_cuda_shaped_loop_resumes_bit_identically_after_ctrl_c() {
 
     // 63 steps per epoch: with a sync every 50, a stop lands inside an unsynced window.
     let interrupted = dir.path().join("interrupted");
-    let out = interrupted.display().to_string();
-    let tiny = tiny();
-    let mut child = bin()
-        .args(["train", &tiny, "--out", &out, "--device", "cpu"])
-        .args(limits)
-        .args(CUDA_SHAPED)
-        .stdout(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
-    for line in lines.by_ref() {
-        if line.unwrap().starts_with("training ") {
-            break;
-        }
-    }
-    std::thread::sleep(std::time::Duration::from_millis(1200));
-    unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
-    let rest: Vec<String> = lines.map(|l| l.unwrap()).collect();
-    assert_eq!(child.wait().unwrap().code(), Some(130), "{rest:?}");
+    let extra = [&limits[..], &CUDA_SHAPED[..]].concat();
+    let (code, rest) = train_until_interrupted(&tiny(), &interrupted, &extra, "training ", Duration::from_millis(1200));
+    assert_eq!(code, Some(130), "{rest:?}");
     let output = train_tiny(&interrupted, &[&limits[..], &CUDA_SHAPED[..], &["--resume"]].concat());
     assert!(output.status.success(), "{}", stderr(&output));
     assert!(

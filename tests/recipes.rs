@@ -3,19 +3,17 @@
 //! with the averaged weights and both views of each image wherever a run is scored.
 mod common;
 use common::*;
-use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
-use std::process::Stdio;
+use std::time::Duration;
 
 fn recipe() -> String {
     root().join("tests/fixtures/tiny_recipe.json").display().to_string()
 }
 
+const LIMITS: [&str; 4] = ["--train-limit", "1600", "--test-limit", "400"];
+
 fn train_recipe(out: &Path, extra: &[&str]) -> std::process::Output {
-    let out = out.display().to_string();
-    let recipe = recipe();
-    let args = ["train", &recipe, "--out", &out, "--device", "cpu", "--train-limit", "1600", "--test-limit", "400"];
-    run_resnext(&[&args[..], extra].concat())
+    train_config(&recipe(), out, &[&LIMITS[..], extra].concat())
 }
 
 fn straight_run(dir: &Path) -> PathBuf {
@@ -31,21 +29,8 @@ fn a_run_with_every_ingredient_resumes_bit_identically_after_ctrl_c() {
     let dir = tempfile::tempdir().unwrap();
     let straight = straight_run(dir.path());
     let interrupted = dir.path().join("interrupted");
-    let (out, recipe) = (interrupted.display().to_string(), recipe());
-    let mut child = bin()
-        .args(["train", &recipe, "--out", &out, "--device", "cpu", "--train-limit", "1600", "--test-limit", "400"])
-        .stdout(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
-    for line in lines.by_ref() {
-        if line.unwrap().contains("step ") {
-            break;
-        }
-    }
-    unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
-    let rest: Vec<String> = lines.map(|l| l.unwrap()).collect();
-    assert_eq!(child.wait().unwrap().code(), Some(130), "{rest:?}");
+    let (code, rest) = train_until_interrupted(&recipe(), &interrupted, &LIMITS, "step ", Duration::ZERO);
+    assert_eq!(code, Some(130), "{rest:?}");
     assert!(checkpoint_state(&interrupted.join("last.safetensors")).step > 0, "stopped mid-epoch");
     let output = train_recipe(&interrupted, &["--resume"]);
     assert!(output.status.success(), "{}", stderr(&output));

@@ -3,9 +3,7 @@
 //! only read it.
 mod common;
 use common::*;
-use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
-use std::process::Stdio;
 use std::sync::OnceLock;
 use std::time::Duration;
 
@@ -199,25 +197,8 @@ fn resume_after_an_epoch_and_after_ctrl_c_gives_the_uninterrupted_weights() {
 
     // Interrupted with SIGINT in the middle of the first epoch, then resumed.
     let interrupted = scratch().join("interrupted");
-    let out = interrupted.display().to_string();
-    let tiny = tiny();
-    let mut child = bin()
-        .args(["train", &tiny, "--out", &out, "--train-limit", "3000", "--test-limit", "500", "--device", "cpu"])
-        .stdout(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
-    // The loop has started (and the handler is installed) once a step has been reported.
-    for line in lines.by_ref() {
-        if line.unwrap().contains("step ") {
-            break;
-        }
-    }
-    std::thread::sleep(Duration::from_millis(300));
-    unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
-    let rest: Vec<String> = lines.map(|l| l.unwrap()).collect();
-    let status = child.wait().unwrap();
-    assert_eq!(status.code(), Some(130), "{rest:?}");
+    let (code, rest) = train_until_interrupted(&tiny(), &interrupted, &[], "step ", Duration::from_millis(300));
+    assert_eq!(code, Some(130), "{rest:?}");
     let state = checkpoint_state(&interrupted.join("last.safetensors"));
     assert_eq!(state.epoch, 0, "stopped in the first epoch: {state:?}");
     assert!(state.step > 0, "a mid-epoch checkpoint: {state:?}");

@@ -3,9 +3,12 @@
 use resnext::checkpoint::{Checkpoint, TrainState};
 use resnext::metrics::{self, EpochRow};
 use resnext::tensorboard;
+use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
+use std::process::Stdio;
 use std::process::{Command, Output};
 use std::sync::{Mutex, MutexGuard};
+use std::time::Duration;
 
 /// Training processes run one at a time: two libtorch processes spinning OpenMP threads on
 /// two cores slow each other down many times over.
@@ -49,16 +52,49 @@ pub fn stdout(output: &Output) -> String {
 
 /// `train tests/fixtures/tiny.json` on a small real subset, with extra arguments.
 pub fn train_tiny(out: &Path, extra: &[&str]) -> Output {
-    let out = out.display().to_string();
-    let tiny = tiny();
-    let mut args = vec!["train", &tiny, "--out", &out, "--device", "cpu"];
+    train_config(&tiny(), out, extra)
+}
+
+/// `train <config> --out <out> --device cpu` on the first 3,000 training and 500 test images
+/// (unless `extra` sets the limits), with `extra`.
+fn train_args(config: &str, out: &Path, extra: &[&str]) -> Vec<String> {
+    let mut args: Vec<String> =
+        ["train", config, "--out", &out.display().to_string(), "--device", "cpu"].map(String::from).into();
     for (flag, default) in [("--train-limit", "3000"), ("--test-limit", "500")] {
         if !extra.contains(&flag) {
-            args.extend([flag, default]);
+            args.extend([flag.to_string(), default.to_string()]);
         }
     }
-    args.extend_from_slice(extra);
-    run_resnext(&args)
+    args.extend(extra.iter().map(|a| a.to_string()));
+    args
+}
+
+/// Trains `config` into `out` (see [`train_args`]).
+pub fn train_config(config: &str, out: &Path, extra: &[&str]) -> Output {
+    bin().args(train_args(config, out, extra)).output().expect("the resnext binary runs")
+}
+
+/// Starts training like [`train_config`], waits for an output line containing `marker` (once
+/// the loop reports, the Ctrl-C handler is installed), then `delay`, and sends SIGINT. Returns
+/// the exit status and the lines printed after the marker.
+pub fn train_until_interrupted(
+    config: &str,
+    out: &Path,
+    extra: &[&str],
+    marker: &str,
+    delay: Duration,
+) -> (Option<i32>, Vec<String>) {
+    let mut child = bin().args(train_args(config, out, extra)).stdout(Stdio::piped()).spawn().unwrap();
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    for line in lines.by_ref() {
+        if line.unwrap().contains(marker) {
+            break;
+        }
+    }
+    std::thread::sleep(delay);
+    unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
+    let rest: Vec<String> = lines.map(|l| l.unwrap()).collect();
+    (child.wait().unwrap().code(), rest)
 }
 
 /// Every file in a folder with its bytes, to prove a failed command changed nothing.

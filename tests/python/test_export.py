@@ -4,9 +4,6 @@ exactly as the Rust program does (logits within 1e-4, same accuracy).
 Run by `make test` with the project venv's torch:  .venv/bin/python tests/python/test_export.py
 """
 import json
-import os
-import subprocess
-import sys
 import tempfile
 import unittest
 from pathlib import Path
@@ -14,18 +11,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
-ROOT = Path(__file__).resolve().parents[2]
-BIN = Path(os.environ.get("RESNEXT_BIN", ROOT / "target/release/resnext"))
-DATA = Path(os.environ.get("CIFAR10_DIR", ROOT.parent / "shared/cifar10/cifar-10-batches-bin"))
+from harness import DATA, ROOT, main, resnext
+
 N = 500
-
-
-def resnext(*args):
-    result = subprocess.run([str(BIN), *map(str, args)], cwd=ROOT, capture_output=True, text=True,
-                            env={**os.environ, "CIFAR10_DIR": str(DATA)})
-    if result.returncode != 0:
-        raise AssertionError(f"resnext {' '.join(map(str, args))} failed:\n{result.stderr}")
-    return result.stdout
 
 
 def raw_test_images(n):
@@ -127,7 +115,4 @@ class CheckpointTest(unittest.TestCase):
 
 
 if __name__ == "__main__":
-    result = unittest.main(exit=False, verbosity=2).result
-    failed = len(result.failures) + len(result.errors)
-    print(f"python: {result.testsRun - failed} passed, {failed} failed")
-    sys.exit(1 if failed or result.testsRun == 0 else 0)
+    main()

@@ -8,12 +8,10 @@ resumed run, a run killed with SIGKILL) train their run and call it.
 """
 import csv
 import json
-import os
-import shutil
 import random
+import shutil
 import struct
 import subprocess
-import sys
 import tempfile
 import time
 import unittest
@@ -22,19 +20,10 @@ from pathlib import Path
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 from tensorboard.backend.event_processing.event_multiplexer import EventMultiplexer
 
-ROOT = Path(__file__).resolve().parents[2]
-BIN = Path(os.environ.get("RESNEXT_BIN", ROOT / "target/release/resnext"))
-DATA = Path(os.environ.get("CIFAR10_DIR", ROOT.parent / "shared/cifar10/cifar-10-batches-bin"))
+from harness import BIN, ENV, ROOT, main, resnext
+
 # metrics.csv's columns logged per epoch, under the same names.
 EPOCH_TAGS = ["loss", "accuracy", "val_loss", "val_accuracy", "lr", "ce_loss", "val_ce_loss", "images_per_second"]
-
-
-def resnext(*args):
-    result = subprocess.run([str(BIN), *map(str, args)], cwd=ROOT, capture_output=True, text=True,
-                            env={**os.environ, "CIFAR10_DIR": str(DATA)})
-    if result.returncode != 0:
-        raise AssertionError(f"resnext {' '.join(map(str, args))} failed:\n{result.stderr}")
-    return result.stdout
 
 
 def train_tiny(run_dir, *extra, epochs=2):
@@ -159,9 +148,8 @@ class TrainedRunTest(unittest.TestCase):
         config_path.write_text(json.dumps(config))
         args = [str(BIN), "train", str(config_path), "--out", str(self.run_dir), "--epochs", "4",
                 "--train-limit", "960", "--test-limit", "100", "--device", "cpu"]
-        env = {**os.environ, "CIFAR10_DIR": str(DATA)}
         for attempt in range(4):
-            child = subprocess.Popen(args + (["--resume"] if attempt else []), cwd=ROOT, env=env,
+            child = subprocess.Popen(args + (["--resume"] if attempt else []), cwd=ROOT, env=ENV,
                                      stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
             time.sleep(0.3 + rng.random() * 2.5)
             child.kill()  # SIGKILL
@@ -179,7 +167,4 @@ class TrainedRunTest(unittest.TestCase):
 
 
 if __name__ == "__main__":
-    result = unittest.main(exit=False, verbosity=2).result
-    failed = len(result.failures) + len(result.errors)
-    print(f"python: {result.testsRun - failed} passed, {failed} failed")
-    sys.exit(1 if failed or result.testsRun == 0 else 0)
+    main()
