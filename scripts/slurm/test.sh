@@ -153,6 +153,8 @@ TaskPlugin=task/none
 SelectType=select/cons_tres
 SelectTypeParameters=CR_Core
 SchedulerType=sched/backfill
+# Look at pending jobs every 2 s, not every 60: a requeued job starts as soon as it may.
+SchedulerParameters=sched_interval=2,bf_interval=2
 AccountingStorageType=accounting_storage/none
 JobAcctGatherType=jobacct_gather/none
 JobCompType=jobcomp/none
@@ -242,7 +244,7 @@ say "array $array: demo and tiny trained one epoch each; figure job $plots drew 
 # middle of the first epoch: the task stops the run with a checkpoint, requeues itself, and the
 # requeued task resumes and finishes the epoch, recorded exactly once in metrics.csv.
 export EXPERIMENTS="tests/fixtures/tiny.json" RESULTS=$tmp/results-requeue
-export TRAIN_ARGS="--epochs 1 --train-limit 4000 --test-limit 200"
+export TRAIN_ARGS="--epochs 1 --train-limit 2500 --test-limit 200"
 job=$(sbatch --parsable --chdir="$ROOT" --array=0 --gres=none --cpus-per-task="$(nproc)" \
   --output="$LOG_DIR/%x-%A_%a.log" "$ROOT/scripts/slurm/run-all.sbatch") || fail "sbatch failed: $job"
 job=${job%%;*}
