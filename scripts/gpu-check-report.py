@@ -6,7 +6,7 @@ Usage: scripts/gpu-check-report.py OUT_DIR   (reads OUT_DIR/records.tsv and OUT_
 records.tsv has one record a line, fields separated by tabs, the first naming its kind:
   check NAME OK DETAIL | fact KEY VALUE | bench WHO MODE PRECISION ROUND IMAGES/S MS/STEP OPS SIZES MODEL
   train EPOCH IMAGES/S VAL_ACCURACY SECONDS | export EVAL_ACC PY_ACC MAX_DIFF RAN_ON EVAL_BF16_ACC IMAGES
-  run_all_run NAME EXP IMAGES/S SECONDS | run_all NAME SUM_IMAGES/S WALL_SECONDS TRAIN_IMAGES
+  run_all_run NAME EXP IMAGES/S SECONDS | run_all NAME SUM_IMAGES/S WALL_SECONDS TRAIN_IMAGES | phase NAME SECONDS
 Standard library only: it runs wherever python3 does.
 """
 import json
@@ -72,6 +72,7 @@ def main(out):
         "driver": facts.get("driver"), "libtorch": facts.get("libtorch"), "cpu": facts.get("cpu"),
         "nvidia_smi": facts.get("nvidia_smi"), "ld_library_path": facts.get("ld_library_path"),
         "data": data, "partial_data": partial, "seconds": number(facts.get("seconds")),
+        "phase_seconds": {r[1]: number(r[2]) for r in rows if r[0] == "phase"},
         "checks": checks,
         "bench": bench, "bench_summary": summary,
         "interrupt_resume": {"command": facts.get("train_command"), "epochs": train, "accuracy_measured_on": data},
@@ -105,6 +106,8 @@ def markdown(r):
         f"- NVIDIA driver: {r['driver']}; libtorch {r['libtorch']}",
         f"- data: {r['data']}",
     ]
+    if r["phase_seconds"]:
+        lines.append("- seconds per step: " + ", ".join(f"{k} {v:.0f}" for k, v in r["phase_seconds"].items()))
     if r["ld_library_path"]:
         lines.append(f"- libtorch found through python3's torch: LD_LIBRARY_PATH={r['ld_library_path']}")
     lines += ["", "## Checks", "", "| check | | detail |", "|---|---|---|"]

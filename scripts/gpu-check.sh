@@ -40,6 +40,8 @@ Options:
                      Batch files may be .bin or .bin.xz; when training batches are missing the
                      ones present are used in their place, and every accuracy is labelled so
   --out DIR          where the report and all logs go (default results/gpu-check)
+  --train-limit N    train steps 3 and 5 on the first N training images only (a shorter rerun
+                     when the first run took too long; the epoch speeds stay comparable)
   -h, --help         this text
 
 Environment: RESNEXT_BIN (default target/release/resnext); python3 on PATH must have torch.
@@ -58,6 +60,7 @@ quick=0
 peer=""
 data_dir=${CIFAR10_DIR:-data/cifar-10-batches-bin}
 out=results/gpu-check
+train_limit=""
 while (($#)); do
   case $1 in
     -h | --help) usage; exit 0 ;;
@@ -66,10 +69,13 @@ while (($#)); do
     --peer) peer=${2-}; shift 2 || die "--peer needs a path" ;;
     --data-dir) data_dir=${2-}; shift 2 || die "--data-dir needs a folder" ;;
     --out) out=${2-}; shift 2 || die "--out needs a folder" ;;
+    --train-limit) train_limit=${2-}; shift 2 || die "--train-limit needs a number" ;;
     *) die "unknown option '$1' (see --help)" ;;
   esac
 done
 [[ $device == cuda || $device == cpu ]] || die "--device must be cuda or cpu, not '$device'"
+[[ -z $train_limit || $train_limit =~ ^[1-9][0-9]*$ ]] || die "--train-limit must be a positive number, not '$train_limit'"
+[[ -z $train_limit ]] || ((!quick)) || die "--train-limit is for a full check: --quick has its own tiny sizes"
 # Paths given relative to the caller's folder; then everything runs from the repository root
 # (experiment names are read from experiments/).
 abs() { realpath -m -- "$1"; }
@@ -88,6 +94,10 @@ fi
 [[ -n $peer && -f $peer ]] || die "the PyTorch peer ${peer:-torch_resnext.py} was not found: pass --peer PATH"
 command -v python3 >/dev/null || die "python3 not found: it runs the peer and the export check (it needs torch)"
 
+# A previous check's folder is replaced; any other folder with files in it is left alone.
+if [[ -d $out && -n $(ls -A "$out") && ! -f $out/records.tsv ]]; then
+  die "--out $out holds other files (no records.tsv of an earlier gpu-check): choose another folder"
+fi
 rm -rf "$out"
 mkdir -p "$out/logs"
 logs=$out/logs
@@ -146,12 +156,25 @@ else
     peer_eval=("${eval_bench[@]}") peer_eval_bf16=("${eval_bench[@]}")
   fi
 fi
+if [[ -n $train_limit ]]; then
+  check_args+=(--train-limit "$train_limit")
+  run_all_args+=(--train-limit "$train_limit")
+fi
 threads=$(nproc)
 peer_flags=(--device "$device" --threads "$threads")
 [[ $device == cpu ]] && peer_flags+=(--channels-last) # the peer's fastest CPU setting
 
 # --- helpers -------------------------------------------------------------------------------------
 say() { echo "[gpu-check $(date +%H:%M:%S)] $*"; }
+
+# phase NAME: the previous phase ends here (its seconds go to the report), NAME begins.
+phase_name=""
+phase_start=$SECONDS
+phase() {
+  [[ -z $phase_name ]] || record phase "$phase_name" $((SECONDS - phase_start))
+  phase_name=$1
+  phase_start=$SECONDS
+}
 
 # A record for the report: fields joined by tabs (tabs and newlines inside become spaces).
 record() {
@@ -205,6 +228,7 @@ metric() {
 }
 
 # --- 1. libtorch and the device -------------------------------------------------------------------
+phase info
 say "1/5 resnext info"
 info_rc=0
 ours info "$BIN" info || info_rc=$?
@@ -285,6 +309,7 @@ record fact data "$data_note"
 record fact partial_data "$([[ $data_note == partial* ]] && echo 1 || echo 0)"
 
 # --- 2. speed: ours and the peer, alternating -------------------------------------------------------
+phase bench
 say "2/5 bench: ours (${bench_ours[*]}) and the peer ($peer), train and eval, fp32 and bf16, $bench_rounds round(s)"
 for ((round = 1; round <= bench_rounds; round++)); do
   for mode in train eval; do
@@ -329,6 +354,7 @@ done
 
 # --- 3. bf16 training, interrupted and resumed ------------------------------------------------------
 run=$out/train-bf16
+phase train
 say "3/5 train $check_exp in bf16 for 2 epochs, SIGINT in the first epoch, then --resume ($run)"
 train_cmd=("$BIN" train "$check_exp" --device "$device" --precision bf16 --epochs 2 --out "$run" "${check_args[@]}")
 start_cmd=("${train_cmd[@]}" "${check_set[@]}")
@@ -369,6 +395,7 @@ done
 record fact train_command "${start_cmd[*]}"
 
 # --- 4. eval and export, checked in Python on the device -----------------------------------------
+phase eval-export
 say "4/5 eval and export of $run, and the export in python3 on $device"
 if ((trained)); then
   rc=0
@@ -434,6 +461,7 @@ else
 fi
 
 # --- 5. run-all: five runs at once on one GPU, against one alone ------------------------------------
+phase run-all
 say "5/5 run-all --per-gpu 5 over the five blog experiments for one epoch (${run_all_args[*]}), then my_resnext alone"
 run_all() { # NAME run-all-options...
   local name=$1 rc=0 begin=$SECONDS
@@ -460,6 +488,8 @@ run_all() { # NAME run-all-options...
 }
 run_all run-all-5 --per-gpu 5
 run_all run-all-1 --per-gpu 1 --only my_resnext
+
+phase ""
 
 # --- warnings, and the report ----------------------------------------------------------------------
 # Our commands' stderr (and the trainers' logs, which hold theirs); the peer's and torch's own
