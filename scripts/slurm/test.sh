@@ -90,6 +90,7 @@ cleanup() {
     sleep 0.1
   done
   for pid in "${daemons[@]}"; do kill -KILL "$pid" 2>/dev/null; done
+  { wait "${daemons[@]}"; } 2>/dev/null # (without bash's "Killed" notice)
   # Job processes (slurmstepd, trainers) outlive slurmd when a job was still running: end the
   # ones that belong to this test, found by its folder in their command line or environment.
   # (Listed first, then ended: the grep of the listing itself is gone by then.)
