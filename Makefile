@@ -35,7 +35,7 @@ ifeq ($(origin CIFAR10_DIR), undefined)
   endif
 endif
 
-.PHONY: setup build lint test demo data run-all bench clean
+.PHONY: setup build lint test demo data run-all bench slurm-test gpu-check clean
 
 setup: $(STAMP) build
 
@@ -78,6 +78,16 @@ demo: data
 
 run-all: data
 	./scripts/run-all.sh
+
+# A one-node SLURM cluster on localhost (installs slurm-wlm and munge when missing) running
+# scripts/slurm/run-all.sbatch with tiny CPU runs; see scripts/slurm/test.sh --help.
+slurm-test: build
+	./scripts/slurm/test.sh
+
+# The first command on a GPU machine (scripts/gpu-check.sh --help); GPU_CHECK_ARGS="--device cpu --quick"
+# runs every step at tiny sizes on a CPU.
+gpu-check: build
+	./scripts/gpu-check.sh $(GPU_CHECK_ARGS)
 
 bench: setup
 	$(BIN) bench my_resnext --mode train

@@ -1,0 +1,231 @@
+//! The shell scripts, run as a user runs them, on the real binary and real data:
+//! `scripts/run-all.sh` (one Ctrl-C stops every run with its checkpoint and a rerun resumes it;
+//! bad names and a missing GPU are clear errors; a run folder being trained is locked) and
+//! `scripts/gpu-check.sh --device cpu --quick` (every step of the GPU self-check, at tiny sizes).
+mod common;
+use common::*;
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+/// Every run-all test trains demo on a few thousand images: a few seconds an epoch.
+const SMALL: [&str; 4] = ["--train-limit", "4096", "--test-limit", "300"];
+
+fn script(name: &str) -> Command {
+    let mut command = Command::new(root().join("scripts").join(name));
+    command
+        .current_dir(root())
+        .env("RESNEXT_BIN", env!("CARGO_BIN_EXE_resnext"))
+        .env("CIFAR10_DIR", data_dir())
+        // The same answer on a GPU machine: these tests are about the CPU path.
+        .env("CUDA_VISIBLE_DEVICES", "");
+    command
+}
+
+/// `scripts/run-all.sh --device cpu --only demo --results DIR ARGS -- --epochs N SMALL...`,
+/// started in its own process group (as a shell starts a foreground job), output to files.
+fn spawn_run_all(results: &Path, args: &[&str], epochs: &str) -> Child {
+    let results = results.display().to_string();
+    let mut command = script("run-all.sh");
+    command.args(["--device", "cpu", "--only", "demo", "--results", &results]);
+    command.args(["--plots", &format!("{results}/plots")]).args(args);
+    command.args(["--", "--epochs", epochs]).args(SMALL);
+    let out = std::fs::File::create(format!("{results}.stdout")).unwrap();
+    let err = std::fs::File::create(format!("{results}.stderr")).unwrap();
+    command.stdout(Stdio::from(out)).stderr(Stdio::from(err)).process_group(0).spawn().unwrap()
+}
+
+/// The exit status and (stdout, stderr) of a spawned run-all, after it ends.
+fn finish(mut child: Child, results: &Path) -> (std::process::ExitStatus, String, String) {
+    let status = child.wait().unwrap();
+    let read = |ext: &str| std::fs::read_to_string(format!("{}.{ext}", results.display())).unwrap_or_default();
+    (status, read("stdout"), read("stderr"))
+}
+
+/// Waits until `file` has a line starting with `prefix` (or fails after `limit`).
+fn wait_for_line(file: &Path, prefix: &str, limit: Duration, child: &mut Child) {
+    let start = Instant::now();
+    loop {
+        let text = std::fs::read_to_string(file).unwrap_or_default();
+        if text.lines().any(|line| line.starts_with(prefix)) {
+            return;
+        }
+        if let Some(status) = child.try_wait().unwrap() {
+            panic!("ended ({status}) before {} had a line {prefix:?}:\n{text}", file.display());
+        }
+        assert!(start.elapsed() < limit, "no line {prefix:?} in {} after {limit:?}:\n{text}", file.display());
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+fn signal(pid: i32, signal: i32) {
+    assert_eq!(unsafe { libc::kill(pid, signal) }, 0, "kill({pid}, {signal})");
+}
+
+/// The summary line run-all prints last for `exp`: "  demo  interrupted  ...".
+fn summary_line<'a>(stdout: &'a str, exp: &str) -> &'a str {
+    let tail: Vec<&str> = stdout.lines().rev().take(3).collect();
+    tail.iter()
+        .find(|line| line.split_whitespace().next() == Some(exp))
+        .unwrap_or_else(|| panic!("the last lines do not name {exp}:\n{stdout}"))
+}
+
+fn epochs(run: &Path) -> Vec<usize> {
+    metrics_rows(run).iter().map(|row| row.epoch).collect()
+}
+
+#[test]
+fn one_sigint_stops_run_all_with_a_checkpoint_and_a_rerun_completes() {
+    let _guard = serial();
+    let dir = tempfile::tempdir().unwrap();
+    let results = dir.path().join("results");
+    std::fs::create_dir_all(&results).unwrap();
+    let run = results.join("demo");
+    let mut child = spawn_run_all(&results, &[], "2");
+    // After the first epoch: SIGINT to the whole process group, as Ctrl-C in a terminal sends it.
+    wait_for_line(&run.join("train.log"), "epoch 1/2:", Duration::from_secs(120), &mut child);
+    let pgid = child.id() as i32;
+    signal(-pgid, libc::SIGINT);
+    let (status, stdout, stderr) = finish(child, &results);
+    assert_eq!(status.code(), Some(130), "interrupted run-all exits 130:\n{stdout}\n{stderr}");
+    assert!(summary_line(&stdout, "demo").contains("interrupted"), "{stdout}");
+    assert!(run.join("last.safetensors").is_file(), "the interrupted run has its checkpoint");
+    let log = std::fs::read_to_string(run.join("train.log")).unwrap();
+    assert!(log.contains("interrupted at epoch 1 step "), "stopped mid-epoch with a checkpoint:\n{log}");
+    assert_eq!(log.matches("\ninterrupt: stopping").count(), 1, "the trainer got exactly one signal:\n{log}");
+    assert_eq!(epochs(&run), [0]);
+    assert!(results.join("plots/demo.png").is_file(), "figures are drawn after an interruption too");
+
+    let child = spawn_run_all(&results, &[], "2");
+    let (status, stdout, stderr) = finish(child, &results);
+    assert!(status.success(), "the rerun completes:\n{stdout}\n{stderr}");
+    assert!(summary_line(&stdout, "demo").contains("finished"), "{stdout}");
+    let log = std::fs::read_to_string(run.join("train.log")).unwrap();
+    assert!(log.contains("resuming "), "the rerun resumed:\n{log}");
+    assert_eq!(epochs(&run), [0, 1], "each epoch exactly once");
+    // Nothing per step in run-all's own output: a line when the run starts and one when it ends.
+    let per_run = stdout.lines().filter(|l| l.contains(" demo ") || l.ends_with(" demo")).count();
+    assert!(stdout.lines().count() <= 8 && per_run <= 3, "run-all printed too much:\n{stdout}");
+}
+
+#[test]
+fn a_run_folder_being_trained_is_refused_to_a_second_trainer_and_sigterm_stops_run_all() {
+    let _guard = serial();
+    let dir = tempfile::tempdir().unwrap();
+    let results = dir.path().join("results");
+    std::fs::create_dir_all(&results).unwrap();
+    let run = results.join("demo");
+    let mut child = spawn_run_all(&results, &[], "3");
+    // "training demo on ..." is printed once the run folder is locked.
+    wait_for_line(&run.join("train.log"), "training demo on ", Duration::from_secs(60), &mut child);
+    let out = run.display().to_string();
+    let by_hand = run_resnext(&["train", "demo", "--device", "cpu", "--resume", "--out", &out]);
+    assert!(!by_hand.status.success());
+    assert!(stderr(&by_hand).contains("is being trained by another process"), "{}", stderr(&by_hand));
+    // A second run-all over the same results: its demo fails with the lock error, named at the end.
+    let second = dir.path().join("second");
+    let mut command = script("run-all.sh");
+    command.args(["--device", "cpu", "--only", "demo", "--results", &results.display().to_string()]);
+    let second_out = command.args(["--plots", &second.display().to_string(), "--", "--epochs", "3"]).output().unwrap();
+    let second_stdout = stdout(&second_out);
+    assert_eq!(second_out.status.code(), Some(1), "{second_stdout}\n{}", stderr(&second_out));
+    let line = summary_line(&second_stdout, "demo");
+    assert!(line.contains("failed") && line.contains("is being trained by another process"), "{second_stdout}");
+    assert!(line.contains(&format!("{out}/train.log")), "the failure names the log: {line}");
+
+    // SIGTERM to the script alone (not its group): it passes a stop on to the trainer.
+    assert!(child.try_wait().unwrap().is_none(), "the first run-all is still training");
+    signal(child.id() as i32, libc::SIGTERM);
+    let (status, stdout, stderr) = finish(child, &results);
+    assert_eq!(status.code(), Some(130), "{stdout}\n{stderr}");
+    assert!(summary_line(&stdout, "demo").contains("interrupted"), "{stdout}");
+    assert!(run.join("last.safetensors").is_file());
+    assert!(stderr.contains("SIGTERM: stopping 1 run(s)"), "{stderr}");
+}
+
+fn run_all(args: &[&str]) -> Output {
+    script("run-all.sh").args(args).output().unwrap()
+}
+
+#[test]
+fn run_all_names_unknown_experiments_and_starts_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let results = dir.path().join("results").display().to_string();
+    let output = run_all(&["--device", "cpu", "--only", "demo,my_resnet", "--results", &results]);
+    assert_eq!(output.status.code(), Some(2));
+    let err = stderr(&output);
+    assert!(err.contains("no experiment named 'my_resnet'") && err.contains("my_resnext"), "{err}");
+    assert!(!Path::new(&results).exists(), "nothing was started");
+    for (args, needle) in [
+        (vec!["--per-gpu", "0"], "--per-gpu must be a positive whole number"),
+        (vec!["--device", "tpu"], "--device must be cuda or cpu, not 'tpu'"),
+        (vec!["--epochs", "2"], "unknown option '--epochs'"),
+        (vec!["--only", "demo,demo", "--device", "cpu"], "'demo' is listed twice"),
+    ] {
+        let output = run_all(&args);
+        assert_eq!(output.status.code(), Some(2), "{args:?}");
+        assert!(stderr(&output).contains(needle), "{args:?}: {}", stderr(&output));
+    }
+}
+
+#[test]
+fn run_all_without_a_gpu_and_without_device_cpu_fails_clearly() {
+    let dir = tempfile::tempdir().unwrap();
+    let results = dir.path().join("results").display().to_string();
+    let output = run_all(&["--only", "demo", "--results", &results]);
+    assert_eq!(output.status.code(), Some(1));
+    let err = stderr(&output);
+    assert!(err.contains("libtorch sees no CUDA GPU") && err.contains("--device cpu"), "{err}");
+    assert!(!Path::new(&results).exists(), "nothing was started");
+}
+
+#[test]
+fn run_all_help_explains_every_option() {
+    let output = run_all(&["--help"]);
+    assert!(output.status.success());
+    let help = stdout(&output);
+    for option in ["--device cuda|cpu", "--per-gpu N", "--only A,B", "--results DIR", "--plots DIR", "-- ARGS"] {
+        assert!(help.contains(option), "--help lacks {option}:\n{help}");
+    }
+    assert!(help.contains("CUDA_VISIBLE_DEVICES") && help.contains("Exit status"), "{help}");
+}
+
+#[test]
+fn slurm_scripts_have_help() {
+    for name in ["slurm/submit.sh", "slurm/test.sh", "slurm/run-all.sbatch", "slurm/plots.sbatch", "gpu-check.sh"] {
+        let output = script(name).arg("--help").output().unwrap();
+        assert!(output.status.success(), "{name} --help: {}", stderr(&output));
+        assert!(stdout(&output).len() > 200, "{name} --help is too short: {}", stdout(&output));
+    }
+}
+
+/// The GPU self-check on this CPU at tiny sizes: every step runs and the report is written.
+#[test]
+fn gpu_check_runs_every_step_at_tiny_sizes_on_the_cpu() {
+    let _guard = serial();
+    let dir = tempfile::tempdir().unwrap();
+    let out: PathBuf = dir.path().join("gpu-check");
+    let start = Instant::now();
+    let output = script("gpu-check.sh")
+        .args(["--device", "cpu", "--quick", "--out", &out.display().to_string()])
+        .output()
+        .unwrap();
+    let (text, err) = (stdout(&output), stderr(&output));
+    assert!(output.status.success(), "gpu-check failed:\n{text}\n{err}");
+    assert!(text.contains("gpu-check: passed"), "{text}");
+    let report = std::fs::read_to_string(out.join("report.md")).unwrap();
+    let json: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("report.json")).unwrap()).unwrap();
+    assert_eq!(json["passed"], true, "{json}");
+    for key in ["bench", "interrupt_resume", "export", "run_all", "checks", "info", "date"] {
+        assert!(!json[key].is_null(), "report.json lacks {key}: {json}");
+    }
+    let failed: Vec<_> =
+        json["checks"].as_array().unwrap().iter().filter(|c| c["ok"] != true).map(|c| c.to_string()).collect();
+    assert!(failed.is_empty(), "failed checks: {failed:?}");
+    for section in ["## Benchmarks", "## Interrupt and resume", "## Export", "## run-all"] {
+        assert!(report.contains(section), "report.md lacks {section}:\n{report}");
+    }
+    eprintln!("gpu-check --device cpu --quick took {:.0?}", start.elapsed());
+}
