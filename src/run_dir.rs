@@ -192,11 +192,22 @@ impl RunPlan {
         let mut experiment = Experiment::load(&args.experiment.experiment, &args.experiment.set)?;
         let dir = RunDir::new(args.out.clone().unwrap_or_else(|| Path::new("results").join(&experiment.name)));
         let mut settings = RunSettings { train_limit: args.train_limit, test_limit: args.test_limit };
+        let edit = |mut experiment: Experiment| {
+            if let Some(seed) = args.seed {
+                experiment.seed = seed;
+            }
+            if let Some(precision) = args.compute.precision {
+                experiment.precision = precision;
+            }
+            experiment
+        };
         if args.resume && dir.config().exists() {
+            // The saved config is the run's; the same --set, --seed and --precision as before
+            // are welcome (scripts rerun their commands), changes are not.
             let saved = dir.load_experiment()?;
-            let new_precision = args.compute.precision.is_some_and(|p| p != saved.precision);
+            let edited = edit(Experiment::from_json(&saved.to_pretty_json(), &args.experiment.set)?);
             ensure!(
-                args.experiment.set.is_empty() && args.seed.is_none() && !new_precision,
+                edited == saved,
                 "--resume continues {} with its saved config: --set, --seed and --precision cannot change it",
                 dir.path().display()
             );
@@ -208,12 +219,7 @@ impl RunPlan {
                 dir.path().display()
             );
         }
-        if let Some(seed) = args.seed {
-            experiment.seed = seed;
-        }
-        if let Some(precision) = args.compute.precision {
-            experiment.precision = precision;
-        }
+        let mut experiment = edit(experiment);
         if let Some(epochs) = args.epochs {
             ensure!(epochs > 0, "--epochs must be at least 1");
             experiment.epochs = epochs;

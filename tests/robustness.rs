@@ -193,6 +193,21 @@ fn a_checkpoint_that_cannot_be_written_is_named_and_the_previous_one_kept() {
     assert_eq!(metrics_rows(&run).len(), 2);
 }
 
+#[test]
+fn a_resume_takes_the_same_overrides_again_and_refuses_changed_ones() {
+    let _guard = serial();
+    let dir = tempfile::tempdir().unwrap();
+    let run = existing_run(dir.path());
+    let limits = ["--train-limit", "320", "--test-limit", "100", "--resume", "--epochs", "2"];
+    let changed = train_tiny(&run, &[&limits[..], &["--set", "lr_schedule.patience=4"]].concat());
+    assert_fails_with(&changed, &["--resume continues", "cannot change it"]);
+    assert_fails_with(&train_tiny(&run, &[&limits[..], &["--seed", "7"]].concat()), &["cannot change it"]);
+    // tiny.json's own values: a script rerunning its command resumes.
+    let same = train_tiny(&run, &[&limits[..], &["--set", "lr_schedule.patience=1", "--seed", "1"]].concat());
+    assert!(same.status.success(), "{}", stderr(&same));
+    assert_eq!(metrics_rows(&run).len(), 2);
+}
+
 fn run_eval(run_dir: &Path, which: &str) -> Output {
     run_resnext(&["eval", &run_dir.display().to_string(), "--checkpoint", which, "--device", "cpu", "--limit", "50"])
 }
