@@ -1,5 +1,5 @@
 //! The blog's figures as PNGs: training/test accuracy and loss per epoch for the runs being
-//! compared, the learning rate of plateau runs, and a confusion matrix for `eval`.
+//! compared, their learning rates when a rule moves them, and a confusion matrix for `eval`.
 use crate::config::{Experiment, LrSchedule};
 use crate::metrics::{self, EpochRow};
 use crate::run_dir::{self, RunDir};
@@ -91,14 +91,16 @@ impl RunCurves {
         self.rows.iter().map(|r| (self.x(axis, r.epoch, 1.0), value(r))).collect()
     }
 
-    /// Whether the lr figure shows this run: rules that move the lr by themselves.
+    /// Whether the run's lr moves by itself (warmups, per-step and plateau rules): comparisons
+    /// with such a run get an lr figure.
     fn moves_lr(&self) -> bool {
         let e = &self.experiment;
         e.warmup.is_some() || e.lr_schedule.per_step() || matches!(e.lr_schedule, LrSchedule::ReduceOnPlateau { .. })
     }
 
     /// The lr as trained: a plateau rule's per epoch from the CSV; otherwise the rule itself,
-    /// sampled 20 times an epoch (per-step rules and warmups are curves, not steps).
+    /// sampled 20 times an epoch and at the run's last step (per-step rules and warmups are
+    /// curves, and a one-cycle rule reaches its lowest lr only at the very last step).
     fn lr(&self, axis: XAxis) -> Vec<(f64, f64)> {
         let e = &self.experiment;
         if matches!(e.lr_schedule, LrSchedule::ReduceOnPlateau { .. }) {
@@ -107,10 +109,11 @@ impl RunCurves {
         let mut rule = LrRule::new(e.lr_schedule.clone(), e.warmup.clone(), e.optimizer.lr);
         let samples = 20.min(self.steps_per_epoch);
         let mut points = Vec::new();
-        for epoch in 0..self.rows.len() {
+        let epochs = self.rows.len();
+        for epoch in 0..epochs {
             rule.lr_for_epoch(epoch);
-            for i in 0..samples {
-                let step = i * self.steps_per_epoch / samples;
+            let last = if epoch + 1 == epochs { Some(self.steps_per_epoch - 1) } else { None };
+            for step in (0..samples).map(|i| i * self.steps_per_epoch / samples).chain(last) {
                 let clock = Clock { epoch, step, steps_per_epoch: self.steps_per_epoch, epochs: e.epochs };
                 points.push((self.x(axis, epoch, step as f64 / self.steps_per_epoch as f64), rule.lr(clock)));
             }
@@ -245,16 +248,24 @@ pub fn draw_comparison(name: &str, title: &str, runs: &[RunCurves], out: &Path, 
         Ok(())
     })?;
     let mut written = vec![path];
-    let moving: Vec<Series> =
-        runs.iter().filter(|r| r.moves_lr()).map(|r| Series { name: r.name.clone(), points: r.lr(axis) }).collect();
-    if !moving.is_empty() {
+    let lrs = lr_series(runs, axis);
+    if !lrs.is_empty() {
         let path = out.join(format!("{name}_lr.png"));
         write_png(&path, (1000, 600), |root| {
-            line_chart(root, &format!("Learning rate: {title}"), "lr", x_label, &moving, true)
+            line_chart(root, &format!("Learning rate: {title}"), "lr", x_label, &lrs, true)
         })?;
         written.push(path);
     }
     Ok(written)
+}
+
+/// The lr figure's curves: none when every run follows a fixed step schedule (the CSV's `lr`
+/// column says it all), else every run's, so each rule is seen against the others.
+fn lr_series(runs: &[RunCurves], axis: XAxis) -> Vec<Series> {
+    if !runs.iter().any(RunCurves::moves_lr) {
+        return Vec::new();
+    }
+    runs.iter().map(|r| Series { name: r.name.clone(), points: r.lr(axis) }).collect()
 }
 
 fn draw_error<E: std::fmt::Debug>(e: E) -> anyhow::Error {
@@ -422,4 +433,59 @@ pub fn confusion_matrix(path: &Path, title: &str, counts: &[[i64; 10]; 10], clas
         }
         Ok(())
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::testing::tiny_experiment;
+
+    const STEPS: usize = 50;
+
+    fn curves(lr_schedule: &str, epochs: usize) -> RunCurves {
+        let mut experiment = tiny_experiment(&[&format!("lr_schedule={lr_schedule}")]);
+        experiment.epochs = epochs;
+        let row = |epoch| EpochRow {
+            epoch,
+            loss: 1.0,
+            accuracy: 0.5,
+            val_loss: 1.0,
+            val_accuracy: 0.5,
+            lr: 0.0,
+            ce_loss: 1.0,
+            val_ce_loss: 1.0,
+            epoch_seconds: 60.0,
+            images_per_second: 100.0,
+        };
+        RunCurves {
+            name: lr_schedule.to_string(),
+            rows: (0..epochs).map(row).collect(),
+            experiment,
+            steps_per_epoch: STEPS,
+        }
+    }
+
+    const ONE_CYCLE: &str =
+        r#"{"rule": "one_cycle", "pct_start": 0.25, "div_factor": 10, "final_div_factor": 100, "down": "linear"}"#;
+    const STEP: &str = r#"{"rule": "step", "boundaries": [3], "values": [0.05, 0.01]}"#;
+
+    #[test]
+    fn a_per_step_lr_curve_ends_at_the_rules_last_step_and_lr() {
+        let points = curves(ONE_CYCLE, 4).lr(XAxis::Epoch);
+        let (x, lr) = *points.last().unwrap();
+        assert!((x - (4.0 - 1.0 / STEPS as f64)).abs() < 1e-12, "last point at x = {x}");
+        // tiny.json's lr 0.05 / (div_factor 10 * final_div_factor 100).
+        assert!((lr - 5e-5).abs() < 1e-12, "last lr {lr}");
+    }
+
+    #[test]
+    fn the_lr_figure_shows_every_run_of_a_comparison_once_one_of_them_moves_its_lr() {
+        let (step, one_cycle) = (curves(STEP, 4), curves(ONE_CYCLE, 4));
+        assert!(lr_series(&[curves(STEP, 4), curves(STEP, 4)], XAxis::Epoch).is_empty());
+        let series = lr_series(&[step, one_cycle], XAxis::Epoch);
+        assert_eq!(series.iter().map(|s| s.name.as_str()).collect::<Vec<_>>(), [STEP, ONE_CYCLE]);
+        // The step rule drawn as its staircase: 0.05 for three epochs, then 0.01 (Keras's float32 lr).
+        let lrs: Vec<f64> = series[0].points.iter().map(|p| p.1).collect();
+        assert!(lrs.first() == Some(&(0.05f32 as f64)) && lrs.last() == Some(&(0.01f32 as f64)), "{lrs:?}");
+    }
 }
