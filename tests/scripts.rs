@@ -192,8 +192,16 @@ fn run_all_help_explains_every_option() {
 }
 
 #[test]
-fn slurm_scripts_have_help() {
-    for name in ["slurm/submit.sh", "slurm/test.sh", "slurm/run-all.sbatch", "slurm/plots.sbatch", "gpu-check.sh"] {
+fn every_other_script_explains_itself_with_help() {
+    let scripts = [
+        "slurm/submit.sh",
+        "slurm/test.sh",
+        "slurm/run-all.sbatch",
+        "slurm/plots.sbatch",
+        "gpu-check.sh",
+        "bench-cpu.sh",
+    ];
+    for name in scripts {
         let output = script(name).arg("--help").output().unwrap();
         assert!(output.status.success(), "{name} --help: {}", stderr(&output));
         assert!(stdout(&output).len() > 200, "{name} --help is too short: {}", stdout(&output));
