@@ -33,6 +33,14 @@ fn spawn_run_all(results: &Path, args: &[&str], epochs: &str) -> Child {
     command.args(["--", "--epochs", epochs]).args(SMALL);
     let out = std::fs::File::create(format!("{results}.stdout")).unwrap();
     let err = std::fs::File::create(format!("{results}.stderr")).unwrap();
+    // SIGINT as a terminal leaves it: a test run started in the background (`make test &`, nohup)
+    // inherits SIGINT ignored, and bash cannot trap a signal that was ignored when it started.
+    unsafe {
+        command.pre_exec(|| {
+            libc::signal(libc::SIGINT, libc::SIG_DFL);
+            Ok(())
+        });
+    }
     command.stdout(Stdio::from(out)).stderr(Stdio::from(err)).process_group(0).spawn().unwrap()
 }
 
