@@ -189,9 +189,8 @@ impl RunPlan {
     /// Resolves the config (the saved one on --resume) and checks that the run folder may be
     /// used.
     pub fn new(args: &TrainArgs) -> Result<Self> {
-        let mut experiment = Experiment::load(&args.experiment.experiment, &args.experiment.set)?;
-        let dir = RunDir::new(args.out.clone().unwrap_or_else(|| Path::new("results").join(&experiment.name)));
-        let mut settings = RunSettings { train_limit: args.train_limit, test_limit: args.test_limit };
+        let loaded = Experiment::load(&args.experiment.experiment, &args.experiment.set)?;
+        let dir = RunDir::new(args.out.clone().unwrap_or_else(|| Path::new("results").join(&loaded.name)));
         let edit = |mut experiment: Experiment| {
             if let Some(seed) = args.seed {
                 experiment.seed = seed;
@@ -201,7 +200,7 @@ impl RunPlan {
             }
             experiment
         };
-        if args.resume && dir.config().exists() {
+        let (mut experiment, settings) = if args.resume && dir.config().exists() {
             // The saved config is the run's; the same --set, --seed and --precision as before
             // are welcome (scripts rerun their commands), changes are not.
             let saved = dir.load_experiment()?;
@@ -211,15 +210,15 @@ impl RunPlan {
                 "--resume continues {} with its saved config: --set, --seed and --precision cannot change it",
                 dir.path().display()
             );
-            experiment = saved;
-            settings = dir.load_settings()?;
-        } else if dir.holds_run() && !args.force {
-            bail!(
+            (saved, dir.load_settings()?)
+        } else {
+            ensure!(
+                !dir.holds_run() || args.force,
                 "{} already holds a run: pass --resume to continue it or --force to start it again",
                 dir.path().display()
             );
-        }
-        let mut experiment = edit(experiment);
+            (edit(loaded), RunSettings { train_limit: args.train_limit, test_limit: args.test_limit })
+        };
         if let Some(epochs) = args.epochs {
             ensure!(epochs > 0, "--epochs must be at least 1");
             experiment.epochs = epochs;
