@@ -46,11 +46,6 @@ impl EpochPlan {
         self.batch_size.min(self.len - step * self.batch_size)
     }
 
-    /// Images seen once steps `0..steps` are done.
-    pub fn images_until(&self, steps: usize) -> usize {
-        self.len.min(steps * self.batch_size)
-    }
-
     /// Normalised, augmented images and labels of step `step`.
     pub fn batch(&self, step: usize, split: &Split) -> (Tensor, Tensor) {
         let start = (step * self.batch_size) as i64;

@@ -1,18 +1,36 @@
 //! `resnext bench`: measured images per second of the real training step, of evaluation and
 //! of the data path alone. The README's performance figures come from this command.
 use crate::batches::EpochPlan;
-use crate::cli::BenchArgs;
+use crate::compute::{Compute, ComputeRequest};
 use crate::config::Experiment;
-use crate::data::{self, Cifar10, Normalizer, Split};
+use crate::data::{Cifar10, Normalizer, Split};
+use crate::host;
 use crate::learner::Learner;
-use crate::runtime::Compute;
+use crate::scores;
 use crate::torch_ext;
 use anyhow::Result;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::Instant;
 use tch::{Device, Kind, Tensor};
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+/// What `resnext bench` is asked to time.
+#[derive(Debug, Clone)]
+pub struct BenchRequest {
+    pub experiment: Experiment,
+    /// The experiment as the user named it (a name or a path), for the report.
+    pub named: String,
+    pub mode: Mode,
+    pub compute: ComputeRequest,
+    /// Batch size [default: the config's for train and data, the evaluation batch for eval].
+    pub batch: Option<usize>,
+    /// Timed steps (the median is reported).
+    pub steps: usize,
+    /// Untimed steps first.
+    pub warmup: usize,
+    pub data_dir: PathBuf,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Mode {
     /// Augmentation, forward, backward and SGD update.
     Train,
@@ -22,27 +40,28 @@ pub enum Mode {
     Data,
 }
 
-pub fn run(args: &BenchArgs) -> Result<String> {
-    let experiment = Experiment::load(&args.experiment.experiment, &args.experiment.set)?;
-    let compute = Compute::new(&args.compute, experiment.precision, None, None)?;
+pub fn run(request: &BenchRequest) -> Result<String> {
+    let experiment = &request.experiment;
+    let compute = Compute::new(&request.compute, experiment.precision);
     let device = compute.device;
-    let batch = args.batch.unwrap_or(match args.mode {
-        Mode::Eval => compute.eval_batch,
+    let batch = request.batch.unwrap_or(match request.mode {
+        Mode::Eval => scores::default_batch(device),
         _ => experiment.batch_size,
     });
-    let (steps, warmup) = (args.steps as usize, args.warmup as usize);
+    let (steps, warmup, mode) = (request.steps, request.warmup, request.mode);
     // One more step than timed: its ATen ops are counted.
     let needed = batch * (steps + warmup + 1);
-    let (split, source) = images(args.data.data_dir.as_deref(), needed)?;
+    let (split, source) = images(&request.data_dir, needed)?;
     let split = split.to_device(device);
-    let experiment = Experiment { batch_size: batch, ..experiment };
+    let experiment = Experiment { batch_size: batch, ..experiment.clone() };
     let mut learner = Learner::new(&experiment, &compute);
     let plan = EpochPlan::new(&experiment, 0, split.len(), device);
     let normalizer = Normalizer::new(device);
-    let mut one_step = |step: usize| match args.mode {
+    let mut one_step = |step: usize| match mode {
         Mode::Train => {
             let (images, labels) = plan.batch(step, &split);
-            learner.step(&images, &labels, 0.01, step, &compute)
+            // Packed as the training loop packs them.
+            learner.step(&images, &labels, 0.01, step, &compute).pack()
         }
         Mode::Eval => {
             let images = normalizer.apply(&split.images.narrow(0, (step * batch) as i64, batch as i64));
@@ -63,7 +82,7 @@ pub fn run(args: &BenchArgs) -> Result<String> {
     let (_, ops) = torch_ext::count_ops(|| sync(device, &one_step(warmup + steps)));
     seconds.sort_by(f64::total_cmp);
     let median = seconds[seconds.len() / 2];
-    let per = if args.mode == Mode::Eval { "batch" } else { "step" };
+    let per = if mode == Mode::Eval { "batch" } else { "step" };
     Ok(format!(
         "{}, {} intra-op threads, libtorch {}, batch {batch}, {} ({}), model {}x{}x{}d, {}\n\
          images: {source}\n\
@@ -72,16 +91,14 @@ pub fn run(args: &BenchArgs) -> Result<String> {
          warm-up; peak RSS {:.0} MiB",
         compute.describe(),
         tch::get_num_threads(),
-        env!("LIBTORCH_VERSION"),
+        host::LIBTORCH_VERSION,
         experiment.name,
-        args.experiment.experiment,
+        request.named,
         experiment.model.depth,
         experiment.model.cardinality,
         experiment.model.width,
-        std::env::var("GLIBC_TUNABLES")
-            .map(|v| format!("GLIBC_TUNABLES={v}"))
-            .unwrap_or_else(|_| "default malloc".into()),
-        args.mode,
+        host::malloc_tuning().unwrap_or_else(|| "default malloc".into()),
+        mode,
         compute.precision.name(),
         median * 1000.0,
         batch as f64 / median,
@@ -94,10 +111,9 @@ pub fn run(args: &BenchArgs) -> Result<String> {
 
 /// Real CIFAR-10 training images when the data folder exists, else random ones (the speed is
 /// the same; only the loss values differ).
-fn images(data_dir: Option<&Path>, needed: usize) -> Result<(Split, String)> {
-    let dir = data::resolve_dir(data_dir);
+fn images(dir: &Path, needed: usize) -> Result<(Split, String)> {
     if dir.is_dir() {
-        let train = Cifar10::load(&dir)?.train;
+        let train = Cifar10::load(dir)?.train;
         let repeats = needed.div_ceil(train.len()) as i64;
         let split = Split { images: train.images.repeat([repeats, 1, 1, 1]), labels: train.labels.repeat([repeats]) };
         return Ok((split.first(needed), format!("CIFAR-10 from {}", dir.display())));

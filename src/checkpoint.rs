@@ -1,134 +1,34 @@
-//! Checkpoints: one safetensors file holding the weights, BatchNorm statistics, SGD
-//! velocities and, in its metadata, the training state as JSON; saving and restoring that
-//! state. Written atomically (see [`crate::run_dir::write_atomic`]), so a crash leaves either
-//! the old or the new checkpoint, never half of one.
+//! Checkpoints: one safetensors file of named float32 tensors plus, in its metadata, a JSON
+//! state. Written atomically (see [`crate::atomic_file`]), so a crash leaves either the old or
+//! the new checkpoint, never half of one. What the tensors and the state are is up to the
+//! writer ([`crate::train::record`] for the training state, the best weights for inference).
 //!
 //! Tensor names: `model.<variable>` (e.g. `model.stage1.block1.conv2.weight`, shape
 //! `[out, in/groups, kh, kw]`; `model.stem.bn.running_mean`), `velocity.<variable>` for each
 //! trainable variable, and `ema.<variable>` for the weight average when the recipe has one
-//! (inference then uses those). Metadata keys: `format` and `state`. All tensors are float32 in the
-//! standard (NCHW) layout, whatever memory format or device trained them.
-use crate::config::Experiment;
-use crate::learner::Learner;
-use crate::metrics::EpochRow;
-use crate::run_dir;
-use crate::schedule::LrRule;
-use crate::tensorboard::{self, StepScalars};
+//! (inference then uses those). Metadata keys: `format` ([`FORMAT`]) and `state`. All tensors
+//! are float32 in the standard (NCHW) layout, whatever memory format or device trained them.
+use crate::atomic_file;
 use anyhow::{bail, ensure, Context, Result};
 use safetensors::tensor::{Dtype, SafeTensors, TensorView};
-use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
 use std::path::Path;
 use tch::{nn, Kind, Tensor};
 
-pub const FORMAT: &str = "resnext-rs/1";
-pub const LAST: &str = "last.safetensors";
-pub const BEST: &str = "best.safetensors";
-const MODEL: &str = "model.";
-const VELOCITY: &str = "velocity.";
-const EMA: &str = "ema.";
+/// The format this build writes and reads. `resnext-rs/1` checkpoints came from older builds
+/// whose training state lacked fields this one needs: they are refused by name, not guessed.
+pub const FORMAT: &str = "resnext-rs/2";
+/// The network's variables.
+pub const MODEL: &str = "model.";
+/// The SGD velocity of each trainable variable.
+pub const VELOCITY: &str = "velocity.";
+/// The weight average's variables.
+pub const EMA: &str = "ema.";
 
 /// Named tensors plus a JSON state, as read from or written to disk.
 pub struct Checkpoint {
     pub tensors: HashMap<String, Tensor>,
     pub state: serde_json::Value,
-}
-
-/// What the training loop remembers between steps; the state of every `last.safetensors`.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct TrainState {
-    /// The epoch in progress (0-based), or the next one at an epoch boundary.
-    pub epoch: usize,
-    /// Steps of `epoch` already done (non-zero only after an interruption).
-    pub step: usize,
-    pub partial: EpochSums,
-    pub lr_rule: LrRule,
-    pub best_val_accuracy: Option<f64>,
-    pub history: Vec<EpochRow>,
-    /// When each epoch of `history` was recorded (Unix seconds), for the TensorBoard log.
-    #[serde(default)]
-    pub wall_times: Vec<f64>,
-    /// The per-step scalars logged so far (config `tensorboard_steps`).
-    #[serde(default)]
-    pub step_scalars: Vec<StepScalars>,
-}
-
-impl TrainState {
-    /// The state before the first step of `experiment`.
-    pub fn new(experiment: &Experiment) -> Self {
-        TrainState {
-            epoch: 0,
-            step: 0,
-            partial: EpochSums::default(),
-            lr_rule: LrRule::new(experiment.lr_schedule.clone(), experiment.warmup.clone(), experiment.optimizer.lr),
-            best_val_accuracy: None,
-            history: vec![],
-            wall_times: vec![],
-            step_scalars: vec![],
-        }
-    }
-
-    /// The recorded wall time of each epoch of `history`; for a checkpoint written before
-    /// they were recorded, times spaced by the epochs' durations and ending now.
-    pub fn epoch_wall_times(&self) -> Vec<f64> {
-        match self.wall_times.len() == self.history.len() {
-            true => self.wall_times.clone(),
-            false => tensorboard::wall_times_ending_at(&self.history, tensorboard::now()),
-        }
-    }
-}
-
-/// Running sums over the steps of the epoch in progress.
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
-pub struct EpochSums {
-    pub loss: f64,
-    pub ce: f64,
-    pub correct: f64,
-    pub seen: usize,
-    pub seconds: f64,
-}
-
-/// Writes the training state: weights, BN statistics, velocities, the weight average and
-/// `state`.
-pub fn save_training(path: &Path, state: &TrainState, learner: &Learner) -> Result<()> {
-    let mut tensors = Checkpoint::tensors_of(&learner.network.vs, MODEL);
-    for (name, velocity) in learner.sgd.velocities() {
-        tensors.insert(format!("{VELOCITY}{name}"), velocity.shallow_clone());
-    }
-    if let Some(ema) = &learner.ema {
-        tensors.extend(Checkpoint::tensors_of(&ema.network().vs, EMA));
-    }
-    let had_one = path.exists();
-    Checkpoint { tensors, state: serde_json::to_value(state)? }.save(path).map_err(|error| {
-        let hint = if had_one { "the previous checkpoint is intact" } else { "no checkpoint was kept" };
-        anyhow::anyhow!("{error:#}; {hint}: free space and run again with --resume")
-    })
-}
-
-/// Loads a `last.safetensors` into the learner and returns its training state.
-pub fn restore_training(path: &Path, learner: &mut Learner) -> Result<TrainState> {
-    let checkpoint = Checkpoint::load(path)?;
-    checkpoint.restore(&learner.network.vs, MODEL, path)?;
-    for (name, velocity) in learner.sgd.velocities_mut() {
-        let key = format!("{VELOCITY}{name}");
-        let saved =
-            checkpoint.tensors.get(&key).with_context(|| format!("checkpoint {} has no {key}", path.display()))?;
-        ensure!(saved.size() == velocity.size(), "checkpoint {}: {key} has the wrong shape", path.display());
-        tch::no_grad(|| velocity.copy_(saved));
-    }
-    if let Some(ema) = &learner.ema {
-        checkpoint.restore(&ema.network().vs, EMA, path)?;
-    }
-    serde_json::from_value(checkpoint.state)
-        .with_context(|| format!("checkpoint {}: training state is malformed", path.display()))
-}
-
-/// Writes the weights of the epoch `row` as the run's best: those it was evaluated with (the
-/// average, when the recipe has one).
-pub fn save_best(path: &Path, learner: &Learner, experiment: &Experiment, row: &EpochRow) -> Result<()> {
-    let state =
-        serde_json::json!({"epoch": row.epoch, "val_accuracy": row.val_accuracy, "experiment": experiment.name});
-    Checkpoint { tensors: Checkpoint::tensors_of(&learner.inference_network().vs, MODEL), state }.save(path)
 }
 
 /// A tensor as safetensors stores it: dtype, shape, little-endian bytes.
@@ -155,7 +55,7 @@ impl Checkpoint {
         let metadata =
             HashMap::from([("format".to_string(), FORMAT.to_string()), ("state".to_string(), self.state.to_string())]);
         let bytes = safetensors::serialize(views, &Some(metadata))?;
-        run_dir::write_bytes(path, "checkpoint", &bytes)
+        atomic_file::write_bytes(path, "checkpoint", &bytes)
     }
 
     pub fn load(path: &Path) -> Result<Self> {
@@ -165,12 +65,18 @@ impl Checkpoint {
         let (_, header) = SafeTensors::read_metadata(&bytes)
             .map_err(|e| anyhow::anyhow!("checkpoint {} is corrupt: {e:?}", path.display()))?;
         let metadata = header.metadata().clone().unwrap_or_default();
-        ensure!(
-            metadata.get("format").map(String::as_str) == Some(FORMAT),
-            "{} is not a resnext-rs checkpoint (metadata format {:?}, expected {FORMAT:?})",
-            path.display(),
-            metadata.get("format")
-        );
+        match metadata.get("format").map(String::as_str) {
+            Some(FORMAT) => {}
+            Some(older) if older.starts_with("resnext-rs/") => bail!(
+                "checkpoint {} has format {older:?}, written by an older resnext; this one reads {FORMAT:?} only: \
+                 train the run again (or use the resnext that wrote it)",
+                path.display()
+            ),
+            other => bail!(
+                "{} is not a resnext-rs checkpoint (metadata format {other:?}, expected {FORMAT:?})",
+                path.display()
+            ),
+        }
         let state = serde_json::from_str(metadata.get("state").map(String::as_str).unwrap_or("null"))
             .with_context(|| format!("checkpoint {}: its training state is not valid JSON", path.display()))?;
         let mut tensors = HashMap::new();
@@ -262,5 +168,28 @@ mod tests {
         std::fs::write(&path, &bytes[..bytes.len() - 5]).unwrap();
         let err = format!("{:#}", Checkpoint::load(&path).err().unwrap());
         assert!(err.contains("corrupt") && err.contains("c.safetensors"), "{err}");
+    }
+
+    #[test]
+    fn a_checkpoint_of_an_older_format_is_refused_naming_both_formats() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("last.safetensors");
+        let tensors = HashMap::from([("model.a".to_string(), Tensor::from_slice(&[1.0f32]))]);
+        Checkpoint { tensors, state: serde_json::json!({}) }.save(&path).unwrap();
+        let bytes = std::fs::read(&path).unwrap();
+        let at = bytes.windows(FORMAT.len()).position(|w| w == FORMAT.as_bytes()).expect("the format is in the header");
+        for (format, needles) in [
+            ("resnext-rs/1", ["format \"resnext-rs/1\"", "older resnext", "reads \"resnext-rs/2\" only"]),
+            ("someone/2!!1", ["is not a resnext-rs checkpoint", "\"someone/2!!1\"", "expected \"resnext-rs/2\""]),
+        ] {
+            let mut older = bytes.clone();
+            older[at..at + FORMAT.len()].copy_from_slice(format.as_bytes());
+            std::fs::write(&path, &older).unwrap();
+            let err = format!("{:#}", Checkpoint::load(&path).err().unwrap());
+            assert!(err.contains("last.safetensors"), "{err}");
+            for needle in needles {
+                assert!(err.contains(needle), "{needle:?} in {err}");
+            }
+        }
     }
 }

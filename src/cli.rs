@@ -1,13 +1,19 @@
-//! The command line: every subcommand's arguments as one clap `Args` struct; the groups that
-//! several commands share (experiment and `--set`, `--data-dir`, device and precision, the
-//! checkpoint, the evaluation batch) are declared once here and flattened where they are used.
-use crate::bench::Mode;
-use crate::config::Precision;
-use crate::plot::XAxis;
-use crate::run_dir::CheckpointName;
-use crate::runtime;
-use crate::torch_ext::MemoryFormat;
+//! The command line, at the edge: every subcommand's arguments as one clap `Args` struct (the
+//! groups that several commands share declared once and flattened), the choices the domain's
+//! enums offer, and each command's request in the domain's own types. Nothing below `main`
+//! sees a clap type.
+use clap::builder::{PossibleValue, PossibleValuesParser, TypedValueParser};
 use clap::{Args, Parser, Subcommand};
+use resnext::bench::{BenchRequest, Mode};
+use resnext::compute::{self, ComputeRequest};
+use resnext::config::{Experiment, Precision};
+use resnext::data;
+use resnext::eval::EvalRequest;
+use resnext::experiments;
+use resnext::plot::XAxis;
+use resnext::run_dir::{CheckpointName, DataLimits};
+use resnext::torch_ext::MemoryFormat;
+use resnext::train::{Start, TrainRequest};
 use std::path::PathBuf;
 use tch::Device;
 
@@ -80,9 +86,12 @@ pub enum DataCommand {
 }
 
 /// An experiment config and edits to it.
-#[derive(Args, Debug, Clone, Default)]
+#[derive(Args, Debug, Clone)]
 pub struct ExperimentArgs {
-    /// A config name from experiments/ (e.g. my_resnext) or a path to a JSON config.
+    /// An experiment name (experiments/<name>.json in the working folder when that file
+    /// exists, else the config of that name built into resnext: demo, demo_fast, fast,
+    /// my_resnext, my_resnext_lr, my_resnext_lr_r, my_resnext_lr_v2, resnext) or a path to a
+    /// JSON config.
     pub experiment: String,
     /// Override any config field, e.g. --set lr_schedule.patience=2 (repeatable; a training
     /// run records the result in its config.json).
@@ -90,28 +99,40 @@ pub struct ExperimentArgs {
     pub set: Vec<String>,
 }
 
-#[derive(Args, Debug, Clone, Default)]
+impl ExperimentArgs {
+    pub fn load(&self) -> anyhow::Result<Experiment> {
+        experiments::load(&self.experiment, &self.set)
+    }
+}
+
+#[derive(Args, Debug, Clone)]
 pub struct DataDirArg {
     /// CIFAR-10 binary folder [default: $CIFAR10_DIR, else data/cifar-10-batches-bin].
     #[arg(long, value_name = "DIR")]
     pub data_dir: Option<PathBuf>,
 }
 
+impl DataDirArg {
+    pub fn resolve(&self) -> PathBuf {
+        data::resolve_dir(self.data_dir.as_deref())
+    }
+}
+
 /// Where and how tensors run.
 #[derive(Args, Debug, Clone)]
 pub struct ComputeArgs {
     /// auto (CUDA 0 when available), cpu, cuda or cuda:N.
-    #[arg(long, default_value = "auto", value_parser = runtime::parse_device)]
+    #[arg(long, default_value = "auto", value_parser = compute::parse_device)]
     pub device: Device,
     /// fp32 (Keras's precision) or bf16 (autocast to bfloat16 on the device, fp32 master
     /// weights; fast on GPUs and on CPUs with AMX or AVX512-BF16) [default: the config's
     /// `precision`].
-    #[arg(long, value_enum)]
+    #[arg(long, value_parser = choice::<Precision>())]
     pub precision: Option<Precision>,
     /// Memory format of weights and activations: channels-last (NHWC strides) or contiguous
     /// (NCHW) [default: channels-last on CPU, contiguous on CUDA]. Checkpoints are the same
     /// either way.
-    #[arg(long, value_enum, value_name = "FORMAT")]
+    #[arg(long, value_name = "FORMAT", value_parser = choice::<MemoryFormat>())]
     pub memory_format: Option<MemoryFormat>,
     /// Let cuDNN time its convolution algorithms once and keep the fastest (on by default on
     /// CUDA; no effect on a CPU).
@@ -121,40 +142,42 @@ pub struct ComputeArgs {
     /// GPUs (faster, 10-bit mantissa; off by default: Keras's fp32 is full fp32).
     #[arg(long)]
     pub tf32: bool,
-    /// Gone: use --precision bf16.
-    #[arg(long, hide = true)]
-    pub amp: bool,
 }
 
-impl Default for ComputeArgs {
-    fn default() -> Self {
-        ComputeArgs {
-            device: Device::Cpu,
-            precision: None,
-            memory_format: None,
-            cudnn_benchmark: None,
-            tf32: false,
-            amp: false,
+impl ComputeArgs {
+    pub fn request(&self) -> ComputeRequest {
+        ComputeRequest {
+            device: self.device,
+            precision: self.precision,
+            memory_format: self.memory_format,
+            cudnn_benchmark: self.cudnn_benchmark,
+            tf32: self.tf32,
         }
     }
 }
 
-#[derive(Args, Debug, Clone, Default)]
+#[derive(Args, Debug, Clone)]
 pub struct EvalBatchArg {
     /// Images per evaluation batch [default: 64 on CPU, where that measured fastest, 1000 on CUDA].
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
     pub eval_batch: Option<u64>,
 }
 
+impl EvalBatchArg {
+    pub fn get(&self) -> Option<usize> {
+        self.eval_batch.map(|n| n as usize)
+    }
+}
+
 #[derive(Args, Debug, Clone, Copy)]
 pub struct CheckpointArg {
     /// Which checkpoint of the run to use.
-    #[arg(long, value_enum, default_value = "best")]
+    #[arg(long, default_value = "best", value_parser = choice::<CheckpointName>())]
     pub checkpoint: CheckpointName,
 }
 
 /// Everything `resnext train` takes from the command line.
-#[derive(Args, Debug, Clone, Default)]
+#[derive(Args, Debug, Clone)]
 pub struct TrainArgs {
     #[command(flatten)]
     pub experiment: ExperimentArgs,
@@ -191,6 +214,28 @@ pub struct TrainArgs {
     pub force: bool,
 }
 
+impl TrainArgs {
+    pub fn request(&self) -> TrainRequest {
+        TrainRequest {
+            experiment: self.experiment.experiment.clone(),
+            overrides: self.experiment.set.clone(),
+            epochs: self.epochs,
+            limits: DataLimits { train_limit: self.train_limit, test_limit: self.test_limit },
+            out: self.out.clone(),
+            data_dir: self.data.resolve(),
+            compute: self.compute.request(),
+            eval_batch: self.eval_batch.get(),
+            sync_every: self.sync_every.map(|n| n as usize),
+            seed: self.seed,
+            start: match (self.resume, self.force) {
+                (true, _) => Start::Resume,
+                (false, true) => Start::Force,
+                (false, false) => Start::New,
+            },
+        }
+    }
+}
+
 #[derive(Args, Debug, Clone)]
 pub struct EvalArgs {
     /// Run folder, e.g. results/my_resnext.
@@ -211,6 +256,20 @@ pub struct EvalArgs {
     pub logits_json: Option<PathBuf>,
 }
 
+impl EvalArgs {
+    pub fn request(&self) -> EvalRequest {
+        EvalRequest {
+            run: self.run.clone(),
+            checkpoint: self.checkpoint.checkpoint,
+            data_dir: self.data.resolve(),
+            compute: self.compute.request(),
+            batch: self.eval_batch.get(),
+            limit: self.limit,
+            logits_json: self.logits_json.clone(),
+        }
+    }
+}
+
 #[derive(Args, Debug, Clone)]
 pub struct PlotArgs {
     /// A results folder (a figure for each comparison in --comparisons whose runs exist, and
@@ -220,12 +279,13 @@ pub struct PlotArgs {
     /// Folder for the PNGs.
     #[arg(long, default_value = "plots")]
     pub out: PathBuf,
-    /// Which runs are drawn together.
-    #[arg(long, default_value = "experiments/comparisons.json")]
-    pub comparisons: PathBuf,
+    /// Which runs are drawn together [default: experiments/comparisons.json in the working
+    /// folder when it exists, else the comparisons built into resnext].
+    #[arg(long, value_name = "FILE")]
+    pub comparisons: Option<PathBuf>,
     /// The x axis: epochs, or minutes of training (cumulative epoch_seconds, for recipes of
     /// different cost); time figures get a `_time` suffix.
-    #[arg(long, value_enum, default_value = "epoch")]
+    #[arg(long, default_value = "epoch", value_parser = choice::<XAxis>())]
     pub x: XAxis,
 }
 
@@ -245,7 +305,7 @@ pub struct BenchArgs {
     #[command(flatten)]
     pub experiment: ExperimentArgs,
     /// What to time.
-    #[arg(long, value_enum, default_value = "train")]
+    #[arg(long, default_value = "train", value_parser = choice::<Mode>())]
     pub mode: Mode,
     #[command(flatten)]
     pub compute: ComputeArgs,
@@ -260,6 +320,21 @@ pub struct BenchArgs {
     pub warmup: u64,
     #[command(flatten)]
     pub data: DataDirArg,
+}
+
+impl BenchArgs {
+    pub fn request(&self) -> anyhow::Result<BenchRequest> {
+        Ok(BenchRequest {
+            experiment: self.experiment.load()?,
+            named: self.experiment.experiment.clone(),
+            mode: self.mode,
+            compute: self.compute.request(),
+            batch: self.batch,
+            steps: self.steps as usize,
+            warmup: self.warmup as usize,
+            data_dir: self.data.resolve(),
+        })
+    }
 }
 
 #[derive(Args, Debug, Clone)]
@@ -285,4 +360,65 @@ pub struct TensorboardArgs {
     /// of the old log are kept).
     #[arg(long)]
     pub force: bool,
+}
+
+/// The domain's enums as command-line choices: each value, its name and its `--help` line.
+trait Choice: Copy + Send + Sync + 'static {
+    const VALUES: &'static [(Self, &'static str, &'static str)];
+}
+
+/// Parses one of `T`'s names into its value; `--help` lists them with their help lines.
+fn choice<T: Choice>() -> impl TypedValueParser<Value = T> {
+    PossibleValuesParser::new(T::VALUES.iter().map(|&(_, name, help)| PossibleValue::new(name).help(help)))
+        .map(|name| T::VALUES.iter().find(|(_, n, _)| *n == name).expect("clap accepts listed names only").0)
+}
+
+impl Choice for Precision {
+    const VALUES: &'static [(Self, &'static str, &'static str)] = &[
+        (Precision::Fp32, "fp32", "float32 throughout, as Keras trains"),
+        (
+            Precision::Bf16,
+            "bf16",
+            "libtorch autocast to bfloat16 on the run's device (PyTorch's op policy: convolutions and matrix \
+             products in bf16), with float32 master weights, velocities, BatchNorm statistics, losses and checkpoints",
+        ),
+    ];
+}
+
+impl Choice for MemoryFormat {
+    const VALUES: &'static [(Self, &'static str, &'static str)] = &[
+        (MemoryFormat::Contiguous, "contiguous", "NCHW, libtorch's default"),
+        (
+            MemoryFormat::ChannelsLast,
+            "channels-last",
+            "NHWC strides under NCHW sizes: what oneDNN's CPU convolutions prefer",
+        ),
+    ];
+}
+
+impl Choice for CheckpointName {
+    const VALUES: &'static [(Self, &'static str, &'static str)] = &[
+        (CheckpointName::Best, "best", "The epoch with the highest val_accuracy"),
+        (CheckpointName::Last, "last", "The latest checkpoint"),
+    ];
+}
+
+impl Choice for XAxis {
+    const VALUES: &'static [(Self, &'static str, &'static str)] = &[
+        (XAxis::Epoch, "epoch", "Epochs done"),
+        (
+            XAxis::Time,
+            "time",
+            "Minutes of training and evaluation (cumulative `epoch_seconds`), so recipes of different cost compare \
+             fairly",
+        ),
+    ];
+}
+
+impl Choice for Mode {
+    const VALUES: &'static [(Self, &'static str, &'static str)] = &[
+        (Mode::Train, "train", "Augmentation, forward, backward and SGD update"),
+        (Mode::Eval, "eval", "Forward pass in inference mode"),
+        (Mode::Data, "data", "Shuffle, gather, normalise and augment only"),
+    ];
 }

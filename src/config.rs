@@ -1,4 +1,5 @@
-//! Experiment configs: one JSON file per run under `experiments/`.
+//! Experiment configs: one JSON object per run (the shipped ones are in `experiments/`, found by
+//! name through [`crate::experiments`]).
 //!
 //! Every field of the blog's recipe is spelled out in the file, so a run folder's saved
 //! `config.json` says exactly what was trained. Unknown fields are rejected (a typo must not
@@ -6,10 +7,7 @@
 use anyhow::{bail, ensure, Context, Result};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
-use std::path::{Path, PathBuf};
-
-/// The folder that holds the shipped experiment configs.
-pub const EXPERIMENTS_DIR: &str = "experiments";
+use std::path::Path;
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -69,7 +67,7 @@ pub struct EmaConfig {
 }
 
 /// The precision of the forward and backward pass.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, clap::ValueEnum)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Precision {
     /// float32 throughout, as Keras trains.
@@ -176,15 +174,14 @@ pub struct AugmentConfig {
 }
 
 impl Experiment {
-    /// Reads `<name>` from `experiments/` or a path to a JSON file, applies `--set` overrides
-    /// and checks the values.
-    pub fn load(name_or_path: &str, overrides: &[String]) -> Result<Self> {
-        let path = resolve_path(name_or_path)?;
-        let text = std::fs::read_to_string(&path)
+    /// Reads a JSON config file, applies `--set` overrides and checks the values.
+    pub fn load_file(path: &Path, overrides: &[String]) -> Result<Self> {
+        let text = std::fs::read_to_string(path)
             .with_context(|| format!("cannot read experiment config {}", path.display()))?;
         Self::from_json(&text, overrides).with_context(|| format!("in experiment config {}", path.display()))
     }
 
+    /// Parses a config, applies `--set` overrides and checks the values.
     pub fn from_json(text: &str, overrides: &[String]) -> Result<Self> {
         let value: Value = serde_json::from_str(text).context("not valid JSON")?;
         let mut experiment = Self::deserialize_named(value)?;
@@ -303,35 +300,6 @@ impl Experiment {
     pub fn to_pretty_json(&self) -> String {
         serde_json::to_string_pretty(self).expect("an Experiment always serialises")
     }
-}
-
-/// `my_resnext` -> `experiments/my_resnext.json`; anything with a `/` or `.json` is a path.
-pub fn resolve_path(name_or_path: &str) -> Result<PathBuf> {
-    let as_path = Path::new(name_or_path);
-    if name_or_path.contains('/') || name_or_path.ends_with(".json") {
-        ensure!(as_path.is_file(), "experiment config {} does not exist", as_path.display());
-        return Ok(as_path.to_path_buf());
-    }
-    let candidate = Path::new(EXPERIMENTS_DIR).join(format!("{name_or_path}.json"));
-    if candidate.is_file() {
-        return Ok(candidate);
-    }
-    let known = list_experiments().unwrap_or_default().join(", ");
-    bail!("no experiment named {name_or_path:?}: {} does not exist (known: {known})", candidate.display())
-}
-
-/// Names of the configs in `experiments/`, sorted.
-pub fn list_experiments() -> Result<Vec<String>> {
-    let mut names: Vec<String> = std::fs::read_dir(EXPERIMENTS_DIR)
-        .with_context(|| format!("cannot list {EXPERIMENTS_DIR}/"))?
-        .filter_map(|entry| {
-            let name = entry.ok()?.file_name().into_string().ok()?;
-            let stem = name.strip_suffix(".json")?;
-            (stem != "comparisons").then(|| stem.to_string())
-        })
-        .collect();
-    names.sort();
-    Ok(names)
 }
 
 /// Applies one `key.path=value` override. The key must already exist (so a typo is an

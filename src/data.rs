@@ -71,11 +71,13 @@ impl Cifar10 {
             dir.display()
         );
         let train_paths: Vec<PathBuf> = TRAIN_FILES.iter().map(|f| dir.join(f)).collect();
-        Ok(Cifar10 { train: read_split(&train_paths)?, test: read_split(&[dir.join(TEST_FILE)])? })
+        Ok(Cifar10 { train: read_batches(&train_paths)?, test: read_batches(&[dir.join(TEST_FILE)])? })
     }
 }
 
-fn read_split(paths: &[PathBuf]) -> Result<Split> {
+/// Reads and validates batch files (10,000 records each) into one split; an error names the
+/// file and, for a bad label, the record.
+pub fn read_batches(paths: &[PathBuf]) -> Result<Split> {
     let mut images = Vec::with_capacity(paths.len() * RECORDS_PER_FILE * IMAGE_BYTES);
     let mut labels = Vec::with_capacity(paths.len() * RECORDS_PER_FILE);
     for path in paths {
@@ -149,19 +151,49 @@ impl Normalizer {
     }
 }
 
+/// What `resnext data check` reports of a data folder.
+#[derive(Debug, Clone)]
+pub struct Statistics {
+    pub train_images: usize,
+    pub test_images: usize,
+    /// Images per class, training then test.
+    pub train_per_class: Vec<i64>,
+    pub test_per_class: Vec<i64>,
+    /// Per-channel (R, G, B) mean and population standard deviation of the training images, on
+    /// the 0-255 scale.
+    pub train_mean: [f64; 3],
+    pub train_std: [f64; 3],
+}
+
+impl Cifar10 {
+    pub fn statistics(&self) -> Statistics {
+        let pixels = self.train.images.to_kind(Kind::Double);
+        let per_channel = |t: Tensor| {
+            let v = Vec::<f64>::try_from(t).expect("3 channels");
+            [v[0], v[1], v[2]]
+        };
+        let per_class =
+            |split: &Split| Vec::<i64>::try_from(split.labels.bincount::<Tensor>(None, 10)).expect("10 classes");
+        Statistics {
+            train_images: self.train.len(),
+            test_images: self.test.len(),
+            train_per_class: per_class(&self.train),
+            test_per_class: per_class(&self.test),
+            train_mean: per_channel(pixels.mean_dim(&[0i64, 2, 3][..], false, Kind::Double)),
+            train_std: per_channel(pixels.std_correction(&[0i64, 2, 3][..], 0, false)),
+        }
+    }
+}
+
 /// Loads `dir` and reports counts and per-channel statistics (for `resnext data check`).
 pub fn describe(dir: &Path) -> Result<String> {
     let start = std::time::Instant::now();
     let data = Cifar10::load(dir)?;
     let seconds = start.elapsed().as_secs_f64();
-    let pixels = data.train.images.to_kind(Kind::Double);
-    let mean = Vec::<f64>::try_from(pixels.mean_dim(&[0i64, 2, 3][..], false, Kind::Double))?;
-    let std = Vec::<f64>::try_from(pixels.std_correction(&[0i64, 2, 3][..], 0, false))?;
+    let Statistics { train_images, test_images, train_mean: mean, train_std: std, .. } = data.statistics();
     Ok(format!(
-        "{}: {} train and {} test images, loaded in {seconds:.2}s\ntrain mean (0-255): {:.2}, {:.2}, {:.2}\ntrain std (0-255): {:.2}, {:.2}, {:.2}\nclasses: {}",
+        "{}: {train_images} train and {test_images} test images, loaded in {seconds:.2}s\ntrain mean (0-255): {:.2}, {:.2}, {:.2}\ntrain std (0-255): {:.2}, {:.2}, {:.2}\nclasses: {}",
         dir.display(),
-        data.train.len(),
-        data.test.len(),
         mean[0], mean[1], mean[2], std[0], std[1], std[2],
         class_names(dir).join(", ")
     ))

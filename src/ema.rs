@@ -1,9 +1,9 @@
 //! An exponential moving average of a network's weights and BatchNorm statistics: a second
 //! copy of the network that trails the trained one, and that evaluation, `best.safetensors`
 //! and exports use when the config asks for it.
+use crate::compute::Compute;
 use crate::config::Experiment;
 use crate::network::Network;
-use crate::runtime::Compute;
 use crate::torch_ext::foreach_lerp_;
 use tch::Tensor;
 

@@ -1,15 +1,30 @@
 //! `resnext eval`: a trained run's test loss and accuracy, per class, and its confusion matrix.
-use crate::cli::EvalArgs;
+use crate::atomic_file;
+use crate::compute::ComputeRequest;
 use crate::data::{self, Cifar10};
-use crate::network::{self, Network};
-use crate::optim;
 use crate::plot;
-use crate::run_dir::{self, RunDir};
-use crate::runtime::Compute;
+use crate::run_dir::{CheckpointName, RunDir};
+use crate::scores::{self, Scoring};
+use crate::trained_run::TrainedRun;
 use anyhow::Result;
 use serde::Serialize;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use tch::{Device, Kind, Tensor};
+
+/// What `resnext eval` is asked to do.
+#[derive(Debug, Clone)]
+pub struct EvalRequest {
+    pub run: PathBuf,
+    pub checkpoint: CheckpointName,
+    pub data_dir: PathBuf,
+    pub compute: ComputeRequest,
+    /// Images per batch [default: [`scores::default_batch`]].
+    pub batch: Option<usize>,
+    /// Evaluate the first N test images only.
+    pub limit: Option<usize>,
+    /// Also write the logits and labels to this JSON file.
+    pub logits_json: Option<PathBuf>,
+}
 
 #[derive(Debug, Serialize)]
 pub struct Report {
@@ -29,16 +44,13 @@ pub struct Report {
     pub confusion_png: String,
 }
 
-pub fn run(args: &EvalArgs) -> Result<Report> {
-    let (run, which) = (RunDir::new(&args.run), args.checkpoint.checkpoint);
-    let experiment = run.load_experiment()?;
-    let compute = Compute::new(&args.compute, experiment.precision, args.eval_batch.eval_batch, None)?;
-    let (experiment, network) = Network::from_run(&run, which, &compute)?;
-    let data_dir = data::resolve_dir(args.data.data_dir.as_deref());
-    let test = Cifar10::load(&data_dir)?.test.first(args.limit.unwrap_or(usize::MAX)).to_device(compute.device);
-    let scores = network::evaluate(&network, &test, &compute, experiment.test_time_flip, experiment.label_smoothing);
+pub fn run(request: &EvalRequest) -> Result<Report> {
+    let (run, which) = (RunDir::new(&request.run), request.checkpoint);
+    let TrainedRun { experiment, compute, network } = TrainedRun::load(&run, which, &request.compute)?;
+    let test =
+        Cifar10::load(&request.data_dir)?.test.first(request.limit.unwrap_or(usize::MAX)).to_device(compute.device);
+    let scores = scores::score(&network, &test, &compute, Scoring::of(&experiment, request.batch, compute.device));
     let (accuracy, logits) = (scores.accuracy, &scores.logits);
-    let penalty = experiment.optimizer.l2 * f64::try_from(optim::kernel_sum_of_squares(&network.kernels()))?;
 
     let labels = Vec::<i64>::try_from(test.labels.to_device(Device::Cpu))?;
     let predicted = Vec::<i64>::try_from(logits.argmax(-1, false).to_device(Device::Cpu))?;
@@ -46,7 +58,7 @@ pub fn run(args: &EvalArgs) -> Result<Report> {
     for (&truth, &guess) in labels.iter().zip(&predicted) {
         confusion[truth as usize][guess as usize] += 1;
     }
-    let classes = data::class_names(&data_dir);
+    let classes = data::class_names(&request.data_dir);
     let per_class_accuracy = classes
         .iter()
         .enumerate()
@@ -59,14 +71,14 @@ pub fn run(args: &EvalArgs) -> Result<Report> {
         &confusion,
         &classes,
     )?;
-    if let Some(path) = &args.logits_json {
+    if let Some(path) = &request.logits_json {
         write_logits(path, logits, &labels)?;
     }
     Ok(Report {
-        run: args.run.display().to_string(),
+        run: request.run.display().to_string(),
         checkpoint,
         images: labels.len(),
-        loss: scores.smoothed_ce + penalty,
+        loss: scores.keras_loss(&network, experiment.optimizer.l2),
         ce_loss: scores.ce,
         test_time_flip: experiment.test_time_flip,
         accuracy,
@@ -79,9 +91,8 @@ pub fn run(args: &EvalArgs) -> Result<Report> {
 fn write_logits(path: &Path, logits: &Tensor, labels: &[i64]) -> Result<()> {
     let rows: Vec<Vec<f32>> = Vec::<Vec<f32>>::try_from(logits.to_device(Device::Cpu).to_kind(Kind::Float))?;
     let json = serde_json::json!({"logits": rows, "labels": labels});
-    run_dir::write_bytes(path, "the logits", json.to_string().as_bytes())
+    atomic_file::write_bytes(path, "the logits", json.to_string().as_bytes())
 }
-
 impl Report {
     pub fn to_text(&self) -> String {
         let flip = if self.test_time_flip { ", each averaged with its mirror image" } else { "" };

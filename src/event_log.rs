@@ -1,7 +1,6 @@
 //! A run's TensorBoard event log (`<run>/tensorboard/`): the scalars of each `metrics.csv` row
 //! (and, optionally, the training loss and lr every few steps) in the file format TensorBoard
-//! 2.x reads, read back with both CRCs checked, and `resnext tensorboard`, which writes logs for
-//! runs that have none.
+//! 2.x reads, and read back with both CRCs checked.
 //!
 //! **Format.** A TFRecord file of protobuf `Event`s. Each record is the data's length (u64 LE),
 //! the masked CRC32C of those 8 bytes, the data, the masked CRC32C of the data. The first event
@@ -21,16 +20,15 @@
 //! a known time, earlier ones spaced by their `epoch_seconds`, which leave out evaluation, so those
 //! points sit a little late). The `file_version` event gets the earliest time in the file.
 //!
-//! **Crashes.** A rewrite is atomic (see [`crate::run_dir::write_atomic_via`]) through a temporary
+//! **Crashes.** A rewrite is atomic (see [`crate::atomic_file::write_atomic_via`]) through a temporary
 //! name without `tfevents`, which TensorBoard would read as an event file. Each append is synced
 //! before it returns, so a crash leaves at most the records being written cut short, at the end of
 //! the file, where TensorBoard stops (and [`read`] reports it). A rewritten log gets a name that
 //! sorts after the old one's, so a TensorBoard already watching reads it as a new file from its
 //! start (its data server then drops the old points at steps the new file repeats), instead of
 //! following the old file's unlinked contents.
-use crate::cli::TensorboardArgs;
-use crate::metrics::{self, EpochRow};
-use crate::run_dir::{self, RunDir};
+use crate::atomic_file;
+use crate::metrics::EpochRow;
 use anyhow::{anyhow, ensure, Context, Result};
 use prost::Message;
 use serde::{Deserialize, Serialize};
@@ -38,8 +36,6 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::time::{SystemTime, UNIX_EPOCH};
 
-/// The event log's folder in a run folder.
-pub const FOLDER: &str = "tensorboard";
 const FILE_VERSION: &str = "brain.Event:2";
 const PREFIX: &str = "events.out.tfevents.";
 /// TensorBoard (its Python loader and its Rust data server alike) reads every file whose name
@@ -252,7 +248,7 @@ impl EventLog {
             bytes.extend(epoch_records(row, time));
         }
         bytes.extend(steps.iter().flat_map(step_records));
-        run_dir::write_atomic_via(&path, &folder.join(TEMP), "the TensorBoard event log", |tmp| {
+        atomic_file::write_atomic_via(&path, &folder.join(TEMP), "the TensorBoard event log", |tmp| {
             Ok(std::fs::write(tmp, &bytes)?)
         })?;
         for stale in old.iter().filter(|p| **p != path) {
@@ -340,124 +336,10 @@ pub fn read(path: &Path) -> Result<EventFile> {
     Ok(EventFile { scalars, truncated_at: None })
 }
 
-/// `resnext tensorboard`: an event log from `metrics.csv` for every run given (or found one
-/// level below a results folder) that has none, or for all with `--force`. Prints a line per
-/// run; runs that could not be written are reported and fail the command at the end.
-pub fn backfill(args: &TensorboardArgs) -> Result<()> {
-    let mut runs = Vec::new();
-    for path in &args.paths {
-        runs.extend(runs_in(path)?);
-    }
-    let mut failed = 0;
-    for run in &runs {
-        match backfill_run(run, args.force) {
-            Ok(line) => println!("{line}"),
-            Err(error) => {
-                failed += 1;
-                eprintln!("error: {}: {error:#}", run.path().display());
-            }
-        }
-    }
-    ensure!(failed == 0, "{failed} of {} runs got no event log (see above)", runs.len());
-    Ok(())
-}
-
-/// `path` itself when it is a run folder, else the run folders in it.
-fn runs_in(path: &Path) -> Result<Vec<RunDir>> {
-    if RunDir::new(path).holds_run() {
-        return Ok(vec![RunDir::new(path)]);
-    }
-    ensure!(path.is_dir(), "{} is neither a run folder nor a results folder: it does not exist", path.display());
-    let entries = std::fs::read_dir(path).with_context(|| format!("cannot list {}", path.display()))?;
-    let mut runs: Vec<RunDir> = entries
-        .filter_map(|entry| entry.ok())
-        .map(|entry| RunDir::new(entry.path()))
-        .filter(|run| run.holds_run())
-        .collect();
-    ensure!(
-        !runs.is_empty(),
-        "{} holds no run: neither it nor any folder in it has a {}, checkpoint or config.json",
-        path.display(),
-        metrics::FILE
-    );
-    runs.sort_by(|a, b| a.path().cmp(b.path()));
-    Ok(runs)
-}
-
-/// One run: skipped when it has no metrics.csv yet, or one event log (unless `force`); else
-/// written under the run's lock, keeping the step scalars of the logs it replaces (metrics.csv
-/// has none).
-fn backfill_run(run: &RunDir, force: bool) -> Result<String> {
-    if !run.metrics().is_file() {
-        return Ok(format!("skipped {}: no {} yet (no epoch finished)", run.path().display(), metrics::FILE));
-    }
-    let existing = event_files(&run.tensorboard())?;
-    if existing.len() == 1 && !force {
-        let log = existing[0].display();
-        return Ok(format!("skipped {}: it has an event log ({log}); --force rewrites it", run.path().display()));
-    }
-    let _lock = run.lock()?;
-    let old = event_files(&run.tensorboard())?;
-    let (steps, note) = old_steps(&old);
-    let rows = metrics::read(&run.metrics())?;
-    let modified = std::fs::metadata(run.metrics())
-        .and_then(|m| m.modified())
-        .with_context(|| format!("cannot read the modification time of {}", run.metrics().display()))?;
-    let end = modified.duration_since(UNIX_EPOCH).map_or(0.0, |d| d.as_secs_f64());
-    let log = EventLog::rewrite(&run.tensorboard(), &rows, &wall_times_ending_at(&rows, end), &steps)?;
-    let replaced = match old.len() {
-        0 => String::new(),
-        1 => ", replacing the old one".to_string(),
-        n => format!(", replacing {n} old ones"),
-    };
-    let epochs = count(rows.len(), "epoch");
-    Ok(format!("wrote {}: {epochs} from {}{replaced}{note}", log.path().display(), metrics::FILE))
-}
-
-/// "1 epoch", "2 epochs".
-fn count(n: usize, noun: &str) -> String {
-    format!("{n} {noun}{}", if n == 1 { "" } else { "s" })
-}
-
-/// The step scalars of the logs being replaced, and a note for the report line.
-fn old_steps(files: &[PathBuf]) -> (Vec<StepScalars>, String) {
-    // Per step: loss, lr, wall time. Files are in name order, so a newer one's value wins.
-    let mut logged: std::collections::BTreeMap<u64, (Option<f64>, Option<f64>, f64)> = Default::default();
-    let mut truncated = false;
-    for file in files {
-        let events = match read(file) {
-            Ok(events) => events,
-            Err(error) => return (vec![], format!(" (its step scalars are lost: {error:#})")),
-        };
-        truncated |= events.truncated_at.is_some();
-        for event in &events.scalars {
-            let Ok(step) = u64::try_from(event.step) else { continue };
-            let entry = || (None, None, event.wall_time);
-            match event.tag.as_str() {
-                "step/loss" => logged.entry(step).or_insert_with(entry).0 = Some(event.value as f64),
-                "step/lr" => logged.entry(step).or_insert_with(entry).1 = Some(event.value as f64),
-                _ => {}
-            }
-        }
-    }
-    // A step whose second scalar was cut off by a crash is left out rather than half logged.
-    let steps: Vec<StepScalars> = logged
-        .into_iter()
-        .filter_map(|(step, (loss, lr, wall_time))| Some(StepScalars { step, loss: loss?, lr: lr?, wall_time }))
-        .collect();
-    let mut note = String::new();
-    if !steps.is_empty() {
-        note = format!(", keeping its step/loss and step/lr ({})", count(steps.len(), "step"));
-    }
-    if truncated {
-        note.push_str(" (its last record was cut short)");
-    }
-    (steps, note)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::metrics;
 
     /// Written by the `tensorboard` package's own TFRecord writer (tensorboard 2.21.0):
     /// ```python
@@ -565,7 +447,7 @@ mod tests {
     #[test]
     fn rewrite_then_append_reads_back_value_for_value() {
         let dir = tempfile::tempdir().unwrap();
-        let folder = dir.path().join(FOLDER);
+        let folder = dir.path().join("tensorboard");
         let rows = [row(0), row(1)];
         let times = wall_times_ending_at(&rows, 1_700_000_100.0);
         let steps = [step(0), step(20), step(40)];

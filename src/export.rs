@@ -1,29 +1,31 @@
 //! `resnext export`: a TorchScript file for Python (`torch.jit.load`) plus a JSON file with
 //! what a user needs to feed it raw images: the normalisation constants and class names.
-use crate::cli::{ComputeArgs, ExportArgs};
+use crate::atomic_file;
+use crate::compute::ComputeRequest;
 use crate::config::Precision;
 use crate::data;
-use crate::network::Network;
-use crate::run_dir::{self, RunDir};
-use crate::runtime::Compute;
+use crate::run_dir::{CheckpointName, RunDir};
 use crate::torch_ext::MemoryFormat;
+use crate::trained_run::TrainedRun;
 use anyhow::{Context, Result};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use tch::{CModule, Device, Kind, Tensor};
 
-/// Writes `<out>` (TorchScript, eval mode, NCHW float input of any batch size, logits out)
-/// and `<out>.json` beside it. Returns both paths. The module computes what `eval` scores: the
-/// averaged weights when the recipe has an average, and with flip test-time augmentation the
-/// mean of each image's and its mirror image's logits (so one call of the module is one
-/// prediction, whatever the recipe).
-pub fn export(args: &ExportArgs) -> Result<(PathBuf, PathBuf)> {
-    let run = RunDir::new(&args.run);
-    let which = args.checkpoint.checkpoint;
-    let out = args.out.clone().unwrap_or_else(|| run.export());
+/// Writes `out` (TorchScript, eval mode, NCHW float input of any batch size, logits out;
+/// default `<run>/model.pt`) and `<out>.json` beside it from the run's `which` checkpoint.
+/// Returns both paths. The module computes what `eval` scores: the averaged weights when the
+/// recipe has an average, and with flip test-time augmentation the mean of each image's and its
+/// mirror image's logits (so one call of the module is one prediction, whatever the recipe).
+pub fn export(run: &Path, out: Option<&Path>, which: CheckpointName) -> Result<(PathBuf, PathBuf)> {
+    let run = RunDir::new(run);
+    let out = out.map_or_else(|| run.export(), Path::to_path_buf);
     // Traced on the CPU in float32 and NCHW: the file runs anywhere torch.jit.load does.
-    let compute = Compute::new(&ComputeArgs::default(), Precision::Fp32, None, None)?;
-    let compute = Compute { memory_format: MemoryFormat::Contiguous, ..compute };
-    let (experiment, mut network) = Network::from_run(&run, which, &compute)?;
+    let request = ComputeRequest {
+        precision: Some(Precision::Fp32),
+        memory_format: Some(MemoryFormat::Contiguous),
+        ..ComputeRequest::cpu()
+    };
+    let TrainedRun { experiment, mut network, .. } = TrainedRun::load(&run, which, &request)?;
     // tch traces only modules without trainable variables; the trace bakes the weights in.
     network.vs.freeze();
     let example = Tensor::zeros([2, 3, 32, 32], (Kind::Float, Device::Cpu));
@@ -35,7 +37,7 @@ pub fn export(args: &ExportArgs) -> Result<(PathBuf, PathBuf)> {
     if let Some(parent) = out.parent().filter(|p| !p.as_os_str().is_empty()) {
         std::fs::create_dir_all(parent).with_context(|| format!("cannot create {}", parent.display()))?;
     }
-    run_dir::write_atomic(&out, "the TorchScript export", |tmp| Ok(module.save(tmp)?))?;
+    atomic_file::write_atomic(&out, "the TorchScript export", |tmp| Ok(module.save(tmp)?))?;
     let meta_path = PathBuf::from(format!("{}.json", out.display()));
     let meta = serde_json::json!({
         "experiment": experiment.name,
@@ -48,7 +50,6 @@ pub fn export(args: &ExportArgs) -> Result<(PathBuf, PathBuf)> {
         "classes": data::CLASSES,
         "model": experiment.model,
     });
-    std::fs::write(&meta_path, serde_json::to_string_pretty(&meta)?)
-        .with_context(|| format!("cannot write {}", meta_path.display()))?;
+    atomic_file::write_bytes(&meta_path, "the export's metadata", serde_json::to_string_pretty(&meta)?.as_bytes())?;
     Ok((out.to_path_buf(), meta_path))
 }

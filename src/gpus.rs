@@ -131,14 +131,6 @@ pub fn cuda_version_text(version: i32) -> String {
     format!("{}.{}", version / 1000, version % 1000 / 10)
 }
 
-/// Whether this CPU computes bf16 natively (AMX or AVX512-BF16), as /proc/cpuinfo says.
-pub fn cpu_native_bf16() -> Option<&'static str> {
-    let flags = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
-    let flags: Vec<&str> =
-        flags.lines().find(|l| l.starts_with("flags")).map(|l| l.split_whitespace().collect()).unwrap_or_default();
-    ["amx_bf16", "avx512_bf16"].into_iter().find(|flag| flags.contains(flag))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -1,18 +1,13 @@
 //! What a training step changes: the network, its optimizer and (when the recipe has one)
 //! the weight average; and the step itself.
+use crate::compute::Compute;
 use crate::config::Experiment;
 use crate::ema::Ema;
 use crate::network::Network;
 use crate::optim::Sgd;
-use crate::runtime::Compute;
+use crate::step_stats::StepStats;
 use tch::nn::ModuleT;
 use tch::{Kind, Reduction, Tensor};
-
-/// What a training step reports, as one `[STATS]` float tensor: the mean of the loss it
-/// minimised (cross-entropy, label-smoothed when the recipe says so), the kernels' sum of
-/// squares before its update, its number of correct predictions, and its plain mean
-/// cross-entropy.
-pub const STATS: usize = 4;
 
 pub struct Learner {
     pub network: Network,
@@ -38,11 +33,18 @@ impl Learner {
     /// One SGD step on a batch of normalised images: forward (under autocast in bf16), the
     /// loss on the float32 logits, backward straight into a list of gradients (none is stored
     /// on the variables, so none needs zeroing), update, then the average. `step` is the
-    /// run's global step number. Returns the step's stats (see [`STATS`]).
-    pub fn step(&mut self, images: &Tensor, labels: &Tensor, lr: f64, step: usize, compute: &Compute) -> Tensor {
+    /// run's global step number. Returns the step's stats, on the device.
+    pub fn step(
+        &mut self,
+        images: &Tensor,
+        labels: &Tensor,
+        lr: f64,
+        step: usize,
+        compute: &Compute,
+    ) -> StepStats<Tensor> {
         let logits = compute.autocast(|| self.network.forward_t(images, true));
         let loss = logits.cross_entropy_loss::<Tensor>(labels, None, Reduction::Mean, -100, self.label_smoothing);
-        let squares = self.sgd.kernel_sum_of_squares();
+        let kernel_squares = self.sgd.kernel_sum_of_squares();
         let grads = Tensor::run_backward(&[&loss], self.sgd.params(), false, false);
         self.sgd.step(&grads, lr);
         if let Some(ema) = &mut self.ema {
@@ -54,7 +56,7 @@ impl Learner {
                 0.0 => loss.shallow_clone(),
                 _ => logits.cross_entropy_loss::<Tensor>(labels, None, Reduction::Mean, -100, 0.0),
             };
-            Tensor::stack(&[loss, squares, correct, ce], 0)
+            StepStats { objective: loss, kernel_squares, correct, ce }
         })
     }
 }
@@ -77,12 +79,13 @@ mod tests {
         let log_p = logits.log_softmax(-1, Kind::Double);
         let ce = -f64::try_from(log_p.gather(1, &labels.unsqueeze(1), false).mean(Kind::Double)).unwrap();
         let uniform = -f64::try_from(log_p.mean(Kind::Double)).unwrap();
-        let stats = Vec::<f32>::try_from(learner.step(&images, &labels, 0.01, 0, &compute)).unwrap();
-        assert_eq!(stats.len(), STATS);
+        let stats = learner.step(&images, &labels, 0.01, 0, &compute);
+        let [objective, correct, step_ce] =
+            [stats.objective, stats.correct, stats.ce].map(|t| f32::try_from(t).unwrap());
         // (1 - e) CE + e * (mean over classes of -log p): the target puts e / 10 on each class.
         let smoothed = 0.8 * ce + 0.2 * uniform;
-        assert!((stats[0] as f64 - smoothed).abs() < 1e-4, "{} vs {smoothed}", stats[0]);
-        assert!((stats[3] as f64 - ce).abs() < 1e-4, "{} vs {ce}", stats[3]);
-        assert!(stats[2] >= 0.0 && stats[2] <= 16.0 && stats[2].fract() == 0.0, "correct predictions: {}", stats[2]);
+        assert!((objective as f64 - smoothed).abs() < 1e-4, "{objective} vs {smoothed}");
+        assert!((step_ce as f64 - ce).abs() < 1e-4, "{step_ce} vs {ce}");
+        assert!((0.0..=16.0).contains(&correct) && correct.fract() == 0.0, "correct predictions: {correct}");
     }
 }

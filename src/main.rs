@@ -1,12 +1,18 @@
-//! `resnext`: command-line entry point. Parses arguments and dispatches, nothing more.
+//! `resnext`: command-line entry point. Parses arguments (`cli`, the only module that knows
+//! clap) and dispatches each command to the library, nothing more.
+mod cli;
+
 use anyhow::Result;
 use clap::Parser;
-use resnext::cli::{Cli, Command, DataCommand};
-use resnext::{bench, config, data, download, eval, export, plot, predict, runtime, summary, tensorboard, train};
+use cli::{Cli, Command, DataCommand};
+use resnext::{data, download, eval, export, host, info, plot, predict, summary, tensorboard, train};
 
 fn main() {
-    runtime::reexec_with_malloc_tuning();
-    runtime::configure_threads();
+    // Output piped into a reader that stops early (`resnext info | head`) ends us quietly, as it
+    // ends other Unix tools, instead of a panic about a broken pipe.
+    unsafe { libc::signal(libc::SIGPIPE, libc::SIG_DFL) };
+    host::reexec_with_malloc_tuning();
+    host::configure_threads();
     let cli = Cli::parse();
     match dispatch(cli.command) {
         Ok(code) => std::process::exit(code),
@@ -20,37 +26,37 @@ fn main() {
 fn dispatch(command: Command) -> Result<i32> {
     match command {
         Command::Info(args) if args.gpus => println!("{}", tch::Cuda::device_count()),
-        Command::Info(_) => println!("{}", runtime::info()?),
+        Command::Info(_) => println!("{}", info::report()),
         Command::Summary(args) => {
-            let experiment = config::Experiment::load(&args.experiment, &args.set)?;
+            let experiment = args.load()?;
             print!("{}", summary::format(&experiment.name, &summary::rows(&experiment.model)));
         }
         Command::Data { command: DataCommand::Download { to } } => {
             let dir = download::download(&to)?;
             println!("CIFAR-10 is in {}; use --data-dir {0} or CIFAR10_DIR={0}", dir.display());
         }
-        Command::Data { command: DataCommand::Check(args) } => {
-            println!("{}", data::describe(&data::resolve_dir(args.data_dir.as_deref()))?)
-        }
+        Command::Data { command: DataCommand::Check(args) } => println!("{}", data::describe(&args.resolve())?),
         Command::Train(args) => {
-            if let train::Outcome::Interrupted = train::run(&args)? {
+            if let train::Outcome::Interrupted = train::run(&args.request())? {
                 return Ok(130);
             }
         }
-        Command::Eval(args) => println!("{}", eval::run(&args)?.to_text()),
+        Command::Eval(args) => println!("{}", eval::run(&args.request())?.to_text()),
         Command::Plot(args) => {
-            for path in plot::plot(&args.paths, &args.comparisons, &args.out, args.x)? {
+            for path in plot::plot(&args.paths, args.comparisons.as_deref(), &args.out, args.x)? {
                 println!("wrote {}", path.display());
             }
         }
         Command::Export(args) => {
-            let (model, meta) = export::export(&args)?;
+            let (model, meta) = export::export(&args.run, args.out.as_deref(), args.checkpoint.checkpoint)?;
             println!("wrote {} (TorchScript) and {} (input constants, class names)", model.display(), meta.display());
         }
-        Command::Bench(args) => println!("{}", bench::run(&args)?),
-        Command::Tensorboard(args) => tensorboard::backfill(&args)?,
+        Command::Bench(args) => println!("{}", resnext::bench::run(&args.request()?)?),
+        Command::Tensorboard(args) => tensorboard::backfill(&args.paths, args.force)?,
         Command::Predict(args) => {
-            for (image, top3) in args.images.iter().zip(predict::predict(&args)?) {
+            let request = args.compute.request();
+            let predictions = predict::predict(&args.images, &args.run, args.checkpoint.checkpoint, &request)?;
+            for (image, top3) in args.images.iter().zip(predictions) {
                 let text: Vec<String> = top3.iter().map(|(name, p)| format!("{name} {:.1}%", 100.0 * p)).collect();
                 println!("{}: {}", image.display(), text.join(", "));
             }

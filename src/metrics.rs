@@ -1,10 +1,9 @@
-//! Per-epoch metrics: one row per epoch in `metrics.csv`, Keras CSVLogger names first.
-use crate::run_dir;
+//! Per-epoch metrics: the format of `metrics.csv`, one row per epoch, Keras CSVLogger names
+//! first.
+use crate::atomic_file;
 use anyhow::{Context, Result};
 use serde::{Deserialize, Serialize};
 use std::path::Path;
-
-pub const FILE: &str = "metrics.csv";
 
 /// One epoch. `loss` and `val_loss` include the L2 penalty (as Keras reports them); the
 /// `*ce_loss` columns are the plain cross-entropy. `epoch` is 0-based, as in Keras.
@@ -47,7 +46,7 @@ pub fn rewrite(path: &Path, rows: &[EpochRow]) -> Result<()> {
         writer.serialize(row)?;
     }
     let bytes = writer.into_inner().map_err(|e| anyhow::anyhow!("cannot format {}: {}", path.display(), e.error()))?;
-    run_dir::write_bytes(path, "metrics", &bytes)
+    atomic_file::write_bytes(path, "metrics", &bytes)
 }
 
 pub const HEADER: [&str; 10] = [
@@ -94,7 +93,7 @@ mod tests {
     #[test]
     fn append_then_read_round_trips_with_keras_names() {
         let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join(FILE);
+        let path = dir.path().join("metrics.csv");
         append(&path, &row(0)).unwrap();
         append(&path, &row(1)).unwrap();
         let text = std::fs::read_to_string(&path).unwrap();

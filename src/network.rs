@@ -1,13 +1,10 @@
-//! A built network: the model's module and variables on a device, in the memory format that
-//! is fastest there; rebuilt from a run folder for inference; evaluated on a split.
-use crate::checkpoint::Checkpoint;
+//! A built network: the ResNeXt's module and variables on a device, in the memory format that
+//! is fastest there, and its inference (with flip test-time augmentation).
+use crate::compute::Compute;
 use crate::config::Experiment;
-use crate::data::{Normalizer, Split};
-use crate::model::{self, Parameter};
-use crate::run_dir::{CheckpointName, RunDir};
-use crate::runtime::Compute;
+use crate::optim;
+use crate::resnext::{self, Parameter};
 use crate::torch_ext::{self, MemoryFormat};
-use anyhow::{ensure, Result};
 use tch::nn::{self, ModuleT};
 use tch::{Kind, Tensor};
 
@@ -30,7 +27,7 @@ impl Network {
     pub fn new(experiment: &Experiment, compute: &Compute) -> Network {
         tch::manual_seed(experiment.seed as i64);
         let vs = nn::VarStore::new(compute.device);
-        let net = model::resnext(&vs.root(), &experiment.model);
+        let (net, _layers) = resnext::build(&vs.root(), &experiment.model);
         let memory_format = compute.memory_format;
         if memory_format != MemoryFormat::Contiguous {
             for (_, mut var) in vs.variables() {
@@ -42,29 +39,19 @@ impl Network {
         Network { vs, net, memory_format }
     }
 
-    /// Rebuilds a run's network from its `config.json` and loads its best or last weights.
-    pub fn from_run(run: &RunDir, which: CheckpointName, compute: &Compute) -> Result<(Experiment, Network)> {
-        let experiment = run.load_experiment()?;
-        let path = run.checkpoint(which);
-        ensure!(
-            path.is_file(),
-            "{} has no {} yet: train at least one epoch first",
-            run.path().display(),
-            path.display()
-        );
-        let network = Network::new(&experiment, compute);
-        Checkpoint::load(&path)?.restore_inference(&network.vs, &path)?;
-        Ok((experiment, network))
-    }
-
     /// The trainable variables, sorted by name, each marked kernel or not by the model.
     pub fn parameters(&self) -> Vec<Parameter> {
-        model::parameters(&self.vs)
+        resnext::parameters(&self.vs)
     }
 
     /// The conv and dense kernels: what the L2 penalty applies to.
     pub fn kernels(&self) -> Vec<Tensor> {
         self.parameters().into_iter().filter(|p| p.kernel).map(|p| p.tensor).collect()
+    }
+
+    /// `sum(w^2)` over the kernels: the L2 penalty is `l2` times this.
+    pub fn kernel_sum_of_squares(&self) -> f64 {
+        f64::try_from(optim::kernel_sum_of_squares(&self.kernels())).unwrap_or(f64::NAN)
     }
 
     /// Inference logits of normalised images; with `flip`, the mean of the logits of each
@@ -91,52 +78,6 @@ impl ModuleT for Network {
             _ => logits.to_kind(Kind::Float),
         }
     }
-}
-
-/// A network's scores on a split.
-pub struct Scores {
-    /// Mean cross-entropy.
-    pub ce: f64,
-    /// Mean label-smoothed cross-entropy (the training objective; `ce` without smoothing).
-    pub smoothed_ce: f64,
-    pub accuracy: f64,
-    /// `[N, 10]`, float32.
-    pub logits: Tensor,
-}
-
-/// `net`'s scores on `split` in inference mode, in batches of `compute.eval_batch` under its
-/// precision, with flip test-time augmentation when `flip`.
-pub fn evaluate(net: &Network, split: &Split, compute: &Compute, flip: bool, label_smoothing: f64) -> Scores {
-    tch::no_grad(|| {
-        let device = split.images.device();
-        let (mut ce_sum, mut smoothed_sum) =
-            (Tensor::zeros([], (Kind::Double, device)), Tensor::zeros([], (Kind::Double, device)));
-        let mut logits_per_batch = Vec::new();
-        let n = split.len() as i64;
-        let batch_size = compute.eval_batch;
-        let normalizer = Normalizer::new(device);
-        let sum = |logits: &Tensor, labels: &Tensor, smoothing: f64| {
-            logits
-                .cross_entropy_loss::<Tensor>(labels, None, tch::Reduction::Sum, -100, smoothing)
-                .to_kind(Kind::Double)
-        };
-        for start in (0..n).step_by(batch_size) {
-            let size = (batch_size as i64).min(n - start);
-            let images = normalizer.apply(&split.images.narrow(0, start, size));
-            let logits = compute.autocast(|| net.infer(&images, flip));
-            let labels = split.labels.narrow(0, start, size);
-            ce_sum += sum(&logits, &labels, 0.0);
-            if label_smoothing > 0.0 {
-                smoothed_sum += sum(&logits, &labels, label_smoothing);
-            }
-            logits_per_batch.push(logits);
-        }
-        let logits = Tensor::cat(&logits_per_batch, 0);
-        let correct = logits.argmax(-1, false).eq_tensor(&split.labels).sum(Kind::Double);
-        let ce = f64::try_from(ce_sum).unwrap() / n as f64;
-        let smoothed_ce = if label_smoothing > 0.0 { f64::try_from(smoothed_sum).unwrap() / n as f64 } else { ce };
-        Scores { ce, smoothed_ce, accuracy: f64::try_from(correct).unwrap() / n as f64, logits }
-    })
 }
 
 #[cfg(test)]

@@ -10,7 +10,7 @@
 //! form. The L2 term `l2 * sum(w^2)` of conv and dense kernels adds `2 * l2 * w` to their
 //! gradient (coupled weight decay 1e-3 for the blog's l2 5e-4); BatchNorm gamma/beta get none.
 use crate::config::OptimizerConfig;
-use crate::model::Parameter;
+use crate::resnext::Parameter;
 use crate::torch_ext::{foreach_add_, foreach_mul_, foreach_norm};
 use tch::Tensor;
 
@@ -86,6 +86,13 @@ impl Sgd {
     }
 }
 
+/// The loss Keras reports (`loss`, `val_loss`, `eval`'s loss): the minimised objective (the
+/// mean cross-entropy, label-smoothed when the recipe smooths) plus the L2 penalty `l2 *
+/// sum(w^2)` over the conv and dense kernels; no factor 1/2, as in Keras's `l2` regularizer.
+pub fn keras_loss(objective: f64, l2: f64, kernel_sum_of_squares: f64) -> f64 {
+    objective + l2 * kernel_sum_of_squares
+}
+
 /// `sum(w^2)` over `kernels` in three ops: every kernel's norm at once, then the squared norm
 /// of the norms.
 pub fn kernel_sum_of_squares(kernels: &[Tensor]) -> Tensor {
@@ -98,8 +105,10 @@ pub fn kernel_sum_of_squares(kernels: &[Tensor]) -> Tensor {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::model::{self, KERNELS};
-    use tch::{nn, Device, Kind};
+    use crate::resnext::{self, KERNELS};
+    use crate::testing::{floats, keras_reference};
+    use tch::nn::Module;
+    use tch::{nn, Device, Kind, Reduction};
 
     /// Trains a kernel `fc.weight` and a BatchNorm-like `bn.weight` on the quadratic loss
     /// sum(k * w^2) with lr changes, and checks both against Keras's formulas in f64.
@@ -112,7 +121,7 @@ mod tests {
             tch::no_grad(|| w.shallow_clone().copy_(&Tensor::from_slice(&start).to_kind(Kind::Float)));
         }
         let config = OptimizerConfig { name: "sgd".into(), lr: 0.1, momentum: 0.9, nesterov, l2: 5e-4 };
-        let mut sgd = Sgd::new(model::parameters(&vs), &config);
+        let mut sgd = Sgd::new(resnext::parameters(&vs), &config);
         let k = [1.0, 0.3, 2.0];
         // (parameter, its reference values and velocities, its L2 factor)
         let mut reference = [(start, [0.0f64; 3], 5e-4), (start, [0.0f64; 3], 0.0)];
@@ -146,5 +155,38 @@ mod tests {
     #[test]
     fn follows_the_keras_plain_momentum_update_when_nesterov_is_off() {
         follows_keras(false);
+    }
+
+    #[test]
+    fn the_reported_loss_is_keras_s_cross_entropy_plus_the_l2_sum_of_squares() {
+        // A compiled tf_keras model (conv with l2(5e-4) -> flatten -> dense softmax) and its
+        // `evaluate` loss, rebuilt from our layers.
+        let reference = keras_reference("l2_loss.json");
+        let tensor = |v: &serde_json::Value| {
+            let shape: Vec<i64> = v["shape"].as_array().unwrap().iter().map(|d| d.as_i64().unwrap()).collect();
+            Tensor::from_slice(&floats(&v["data"])).view(shape.as_slice())
+        };
+        let weights = &reference["weights"];
+        let vs = nn::VarStore::new(Device::Cpu);
+        let conv = resnext::conv(vs.root() / "conv", 2, 3, 3, 1, 1);
+        tch::no_grad(|| conv.weight.shallow_clone().copy_(&tensor(&weights["conv_kernel_hwio"]).permute([3, 2, 0, 1])));
+        let dense = tensor(&weights["dense_kernel_in_out"]).transpose(0, 1);
+        let bias = Tensor::from_slice(&floats(&weights["dense_bias"]));
+        let x = tensor(&reference["input_nhwc"]).permute([0, 3, 1, 2]);
+        // Keras flattens NHWC.
+        let features = conv.forward(&x).permute([0, 2, 3, 1]).flatten(1, -1);
+        let logits = features.linear(&dense, Some(&bias));
+        let probs = Vec::<f32>::try_from(logits.softmax(-1, Kind::Float).flatten(0, -1)).unwrap();
+        let keras_probs = floats(&reference["predicted_probs"]["data"]);
+        let worst = probs.iter().zip(&keras_probs).map(|(a, b)| (a - b).abs()).fold(0f32, f32::max);
+        assert!(worst < 1e-5, "{probs:?} vs {keras_probs:?}");
+        let labels = Tensor::from_slice(&[0i64, 2, 1, 2]);
+        let ce = f64::try_from(logits.cross_entropy_loss::<Tensor>(&labels, None, Reduction::Mean, -100, 0.0)).unwrap();
+        let squares = f64::try_from(kernel_sum_of_squares(std::slice::from_ref(&conv.weight))).unwrap();
+        let keras_squares = reference["conv_kernel_sum_squares"].as_f64().unwrap();
+        assert!((squares - keras_squares).abs() < 1e-4, "{squares} vs {keras_squares}");
+        let loss = keras_loss(ce, reference["l2_factor"].as_f64().unwrap(), squares);
+        let keras = reference["evaluate_loss"].as_f64().unwrap();
+        assert!((loss - keras).abs() < 1e-5, "{loss} vs Keras's {keras}");
     }
 }

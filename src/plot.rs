@@ -1,8 +1,10 @@
 //! The blog's figures as PNGs: training/test accuracy and loss per epoch for the runs being
 //! compared, their learning rates when a rule moves them, and a confusion matrix for `eval`.
+use crate::atomic_file;
 use crate::config::{Experiment, LrSchedule};
+use crate::experiments;
 use crate::metrics::{self, EpochRow};
-use crate::run_dir::{self, RunDir};
+use crate::run_dir::RunDir;
 use crate::schedule::{Clock, LrRule};
 use anyhow::{anyhow, ensure, Context, Result};
 use plotters::coord::Shift;
@@ -35,15 +37,22 @@ struct ComparisonsFile {
     comparisons: Vec<Comparison>,
 }
 
-pub fn load_comparisons(path: &Path) -> Result<Vec<Comparison>> {
-    let text = std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
-    Ok(serde_json::from_str::<ComparisonsFile>(&text)
-        .with_context(|| format!("{} is malformed", path.display()))?
+/// The comparisons in `file`, or (without one) in [`experiments::comparisons`].
+pub fn load_comparisons(file: Option<&Path>) -> Result<Vec<Comparison>> {
+    let source = match file {
+        Some(path) => experiments::Source {
+            origin: path.display().to_string(),
+            text: std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?,
+        },
+        None => experiments::comparisons()?,
+    };
+    Ok(serde_json::from_str::<ComparisonsFile>(&source.text)
+        .with_context(|| format!("{} is malformed", source.origin))?
         .comparisons)
 }
 
 /// What the figures' x axis counts.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum XAxis {
     /// Epochs done.
     Epoch,
@@ -68,7 +77,7 @@ pub fn read_run(dir: &Path) -> Result<RunCurves> {
     let rows = metrics::read(&run.metrics())?;
     let name = dir.file_name().map(|n| n.to_string_lossy().to_string()).unwrap_or_else(|| dir.display().to_string());
     let experiment = run.load_experiment()?;
-    let images = run.load_settings().ok().and_then(|s| s.train_limit).unwrap_or(TRAIN_IMAGES).min(TRAIN_IMAGES);
+    let images = run.load_limits().ok().and_then(|s| s.train_limit).unwrap_or(TRAIN_IMAGES).min(TRAIN_IMAGES);
     let steps_per_epoch = images.div_ceil(experiment.batch_size);
     Ok(RunCurves { name, rows, experiment, steps_per_epoch })
 }
@@ -111,7 +120,7 @@ impl RunCurves {
         let mut points = Vec::new();
         let epochs = self.rows.len();
         for epoch in 0..epochs {
-            rule.lr_for_epoch(epoch);
+            rule.start_epoch(epoch);
             let last = if epoch + 1 == epochs { Some(self.steps_per_epoch - 1) } else { None };
             for step in (0..samples).map(|i| i * self.steps_per_epoch / samples).chain(last) {
                 let clock = Clock { epoch, step, steps_per_epoch: self.steps_per_epoch, epochs: e.epochs };
@@ -138,27 +147,27 @@ fn write_png(
     }
     let mut png = Vec::new();
     image::codecs::png::PngEncoder::new(&mut png).write_image(&pixels, width, height, image::ColorType::Rgb8)?;
-    run_dir::write_bytes(path, "figure", &png)
+    atomic_file::write_bytes(path, "figure", &png)
 }
 
 /// `resnext plot`: a results root (holding run folders) is drawn per comparison, plus one
 /// figure of the runs found in no comparison; run folders given directly are drawn together.
-/// Returns the PNGs written.
-pub fn plot(paths: &[PathBuf], comparisons_file: &Path, out: &Path, axis: XAxis) -> Result<Vec<PathBuf>> {
+/// Returns the PNGs written. `comparisons_file` names the comparisons (see [`load_comparisons`]).
+pub fn plot(paths: &[PathBuf], comparisons_file: Option<&Path>, out: &Path, axis: XAxis) -> Result<Vec<PathBuf>> {
     std::fs::create_dir_all(out).with_context(|| format!("cannot create {}", out.display()))?;
     let suffix = match axis {
         XAxis::Epoch => "",
         XAxis::Time => "_time",
     };
     let mut written = Vec::new();
-    let direct: Vec<&PathBuf> = paths.iter().filter(|p| p.join(metrics::FILE).is_file()).collect();
+    let direct: Vec<&PathBuf> = paths.iter().filter(|p| RunDir::new(p).metrics().is_file()).collect();
     if !direct.is_empty() {
         let runs = direct.iter().map(|p| read_run(p)).collect::<Result<Vec<_>>>()?;
         let names: Vec<&str> = runs.iter().map(|r| r.name.as_str()).collect();
         let name = format!("{}{suffix}", names.join("_vs_"));
         written.extend(draw_comparison(&name, &names.join(" vs "), &runs, out, axis)?);
     }
-    for root in paths.iter().filter(|p| !p.join(metrics::FILE).is_file()) {
+    for root in paths.iter().filter(|p| !RunDir::new(p).metrics().is_file()) {
         ensure!(root.is_dir(), "{} is neither a run folder (with metrics.csv) nor a results folder", root.display());
         let found = run_folders(root)?;
         ensure!(
@@ -203,7 +212,7 @@ fn run_folders(root: &Path) -> Result<Vec<String>> {
         .with_context(|| format!("cannot list {}", root.display()))?
         .filter_map(|entry| {
             let entry = entry.ok()?;
-            entry.path().join(metrics::FILE).is_file().then(|| entry.file_name().to_string_lossy().to_string())
+            RunDir::new(entry.path()).metrics().is_file().then(|| entry.file_name().to_string_lossy().to_string())
         })
         .collect();
     names.sort();

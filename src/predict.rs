@@ -1,11 +1,10 @@
 //! `resnext predict`: the top-3 classes of any PNG or JPEG, resized to 32x32 when needed.
-use crate::cli::PredictArgs;
+use crate::compute::ComputeRequest;
 use crate::data::{self, Normalizer};
-use crate::network::Network;
-use crate::run_dir::RunDir;
-use crate::runtime::Compute;
+use crate::run_dir::{CheckpointName, RunDir};
+use crate::trained_run::TrainedRun;
 use anyhow::{Context, Result};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use tch::{Kind, Tensor};
 
 /// Reads an image as u8 `[1, 3, 32, 32]` (RGB; alpha dropped; bilinear resize).
@@ -20,14 +19,18 @@ pub fn load_image(path: &Path) -> Result<Tensor> {
     Ok(Tensor::from_slice(image.as_raw()).view([1, 32, 32, 3]).permute([0, 3, 1, 2]).contiguous())
 }
 
-/// (class name, probability) of the three most likely classes of each image.
-pub fn predict(args: &PredictArgs) -> Result<Vec<Vec<(String, f64)>>> {
-    let run = RunDir::new(&args.run);
-    let compute = Compute::new(&args.compute, run.load_experiment()?.precision, None, None)?;
+/// (class name, probability) of the three most likely classes of each image, as the `which`
+/// checkpoint of `run` classifies it.
+pub fn predict(
+    images: &[PathBuf],
+    run: &Path,
+    which: CheckpointName,
+    request: &ComputeRequest,
+) -> Result<Vec<Vec<(String, f64)>>> {
+    let TrainedRun { experiment, compute, network } = TrainedRun::load(&RunDir::new(run), which, request)?;
     let device = compute.device;
-    let (experiment, network) = Network::from_run(&run, args.checkpoint.checkpoint, &compute)?;
     let normalizer = Normalizer::new(device);
-    args.images
+    images
         .iter()
         .map(|path| {
             let x = normalizer.apply(&load_image(path)?.to_device(device));

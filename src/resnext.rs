@@ -47,20 +47,32 @@ pub fn parameters(vs: &nn::VarStore) -> Vec<Parameter> {
     parameters
 }
 
-/// Where each bottleneck block sits: its input channels, grouped width f and stride.
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub struct BlockSpec {
-    pub stage: usize,
-    pub index: usize,
-    pub in_channels: i64,
-    pub width: i64,
-    pub stride: i64,
+/// One layer as Keras's `model.summary()` lists it: the path of its variables (e.g.
+/// `stage2.block1.conv2`), what it is, and its output shape in Keras's (H, W, C) order. The
+/// builder records each layer as it makes it, so `summary` cannot disagree with what trains.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Layer {
+    pub name: String,
+    pub kind: String,
+    pub output_shape: Vec<i64>,
 }
 
-pub const STEM_CHANNELS: i64 = 64;
+/// Where each bottleneck block sits: its input channels, grouped width f and stride.
+#[derive(Debug, Clone, Copy, PartialEq)]
+struct BlockSpec {
+    stage: usize,
+    index: usize,
+    in_channels: i64,
+    width: i64,
+    stride: i64,
+}
+
+const STEM_CHANNELS: i64 = 64;
+/// CIFAR-10's images are 32x32.
+const IMAGE_SIZE: i64 = 32;
 
 /// The blocks of a config, stage by stage.
-pub fn block_specs(cfg: &ModelConfig) -> Vec<BlockSpec> {
+fn block_specs(cfg: &ModelConfig) -> Vec<BlockSpec> {
     let blocks_per_stage = (cfg.depth - 2) / 9;
     let mut in_channels = STEM_CHANNELS;
     let mut specs = Vec::new();
@@ -75,33 +87,55 @@ pub fn block_specs(cfg: &ModelConfig) -> Vec<BlockSpec> {
     specs
 }
 
-/// Builds the network under `path` and returns it as a module mapping normalised NCHW
-/// images to logits (softmax is left to the loss, as cross-entropy on logits).
-pub fn resnext(path: &nn::Path, cfg: &ModelConfig) -> nn::SequentialT {
-    let stem = path / "stem";
-    let mut net = nn::seq_t().add(conv_bn(&stem, "conv", "bn", 3, STEM_CHANNELS, 3, 1, 1)).add_fn(relu_in_place);
-    for spec in block_specs(cfg) {
+/// Builds the network under `path`: a module mapping normalised NCHW images to logits
+/// (softmax is left to the loss, as cross-entropy on logits), and its layers in order.
+pub fn build(path: &nn::Path, cfg: &ModelConfig) -> (nn::SequentialT, Vec<Layer>) {
+    let mut layers = Layers { list: vec![], size: IMAGE_SIZE };
+    let stem = conv_bn(&mut layers, &(path / "stem"), ("conv", "bn"), 3, STEM_CHANNELS, 3, 1, 1);
+    let mut net = nn::seq_t().add(stem).add_fn(relu_in_place);
+    let specs = block_specs(cfg);
+    for &spec in &specs {
         let block_path = path / format!("stage{}", spec.stage) / format!("block{}", spec.index);
-        net = net.add(bottleneck(&block_path, spec, cfg.cardinality as i64));
+        net = net.add(bottleneck(&mut layers, &block_path, spec, cfg.cardinality as i64));
     }
-    let features = 2 * block_specs(cfg).last().expect("depth >= 11 gives blocks").width;
-    let fc = dense(&(path / "fc"), features, cfg.num_classes as i64);
-    net.add_fn(|x| x.mean_dim(&[2i64, 3][..], false, Kind::Float)).add(fc)
+    let features = 2 * specs.last().expect("depth >= 11 gives blocks").width;
+    layers.push(&(path / "pool"), "GlobalAveragePooling2D".into(), vec![features]);
+    let fc_path = path / "fc";
+    let fc = dense(&fc_path, features, cfg.num_classes as i64);
+    layers.push(&fc_path, "Dense (no bias)".into(), vec![cfg.num_classes as i64]);
+    (net.add_fn(|x| x.mean_dim(&[2i64, 3][..], false, Kind::Float)).add(fc), layers.list)
+}
+
+/// The layers made so far, and the spatial size of the last one's output.
+struct Layers {
+    list: Vec<Layer>,
+    size: i64,
+}
+
+impl Layers {
+    fn push(&mut self, path: &nn::Path, kind: String, output_shape: Vec<i64>) {
+        let name = path.components().collect::<Vec<_>>().join(".");
+        self.list.push(Layer { name, kind, output_shape });
+    }
 }
 
 /// Conv 1x1 (f) -> BN -> ReLU -> grouped conv 3x3 (f, stride) -> BN -> ReLU -> conv 1x1 (2f)
 /// -> BN, added to the shortcut (identity, or conv 1x1 (2f, stride) -> BN when the channel
 /// count changes), then ReLU.
-fn bottleneck(path: &nn::Path, spec: BlockSpec, cardinality: i64) -> impl ModuleT {
+fn bottleneck(layers: &mut Layers, path: &nn::Path, spec: BlockSpec, cardinality: i64) -> impl ModuleT {
     let BlockSpec { in_channels, width: f, stride, .. } = spec;
-    let shortcut =
-        (in_channels != 2 * f).then(|| conv_bn(path, "shortcut_conv", "shortcut_bn", in_channels, 2 * f, 1, stride, 1));
+    let input_size = layers.size;
+    let shortcut = (in_channels != 2 * f)
+        .then(|| conv_bn(layers, path, ("shortcut_conv", "shortcut_bn"), in_channels, 2 * f, 1, stride, 1));
+    layers.size = input_size;
     let residual = nn::seq_t()
-        .add(conv_bn(path, "conv1", "bn1", in_channels, f, 1, 1, 1))
+        .add(conv_bn(layers, path, ("conv1", "bn1"), in_channels, f, 1, 1, 1))
         .add_fn(relu_in_place)
-        .add(conv_bn(path, "conv2", "bn2", f, f, 3, stride, cardinality))
+        .add(conv_bn(layers, path, ("conv2", "bn2"), f, f, 3, stride, cardinality))
         .add_fn(relu_in_place)
-        .add(conv_bn(path, "conv3", "bn3", f, 2 * f, 1, 1, 1));
+        .add(conv_bn(layers, path, ("conv3", "bn3"), f, 2 * f, 1, 1, 1));
+    let size = layers.size;
+    layers.push(&(path / "add_relu"), "Add + ReLU".into(), vec![size, size, 2 * f]);
     nn::func_t(move |x, train| {
         let skip = match &shortcut {
             Some(projection) => projection.forward_t(x, train),
@@ -185,18 +219,29 @@ pub struct ConvBn {
     bn: nn::BatchNorm,
 }
 
+/// A convolution and its BatchNorm, named `names` under `path`, recorded in `layers`.
 #[allow(clippy::too_many_arguments)]
 fn conv_bn(
+    layers: &mut Layers,
     path: &nn::Path,
-    conv_name: &str,
-    bn_name: &str,
+    (conv_name, bn_name): (&str, &str),
     c_in: i64,
     c_out: i64,
     k: i64,
     stride: i64,
     groups: i64,
 ) -> ConvBn {
-    ConvBn { conv: conv(path / conv_name, c_in, c_out, k, stride, groups), bn: batch_norm(path / bn_name, c_out) }
+    let (conv_path, bn_path) = (path / conv_name, path / bn_name);
+    // TensorFlow's 'same' output size: ceil(n / stride).
+    layers.size = (layers.size + stride - 1) / stride;
+    let shape = vec![layers.size, layers.size, c_out];
+    let kind = match groups {
+        1 => format!("Conv2D {k}x{k}/{stride}"),
+        _ => format!("Conv2D {k}x{k}/{stride}, {groups} groups"),
+    };
+    layers.push(&conv_path, kind, shape.clone());
+    layers.push(&bn_path, "BatchNormalization".into(), shape);
+    ConvBn { conv: conv(conv_path, c_in, c_out, k, stride, groups), bn: batch_norm(bn_path, c_out) }
 }
 
 impl ModuleT for ConvBn {
@@ -257,17 +302,22 @@ mod tests {
         tch::manual_seed(0);
         let cfg = ModelConfig { name: "resnext".into(), depth: 11, cardinality: 2, width: 2, num_classes: 10 };
         let vs = nn::VarStore::new(Device::Cpu);
-        let net = resnext(&vs.root(), &cfg);
+        let (net, layers) = build(&vs.root(), &cfg);
         let logits = net.forward_t(&Tensor::randn([3, 3, 32, 32], (Kind::Float, Device::Cpu)), true);
         assert_eq!(logits.size(), vec![3, 10]);
         assert!(bool::try_from(logits.isfinite().all()).unwrap());
+        assert_eq!(
+            layers.last().unwrap().output_shape,
+            [10],
+            "the last layer recorded is the one that gives the logits"
+        );
     }
 
     #[test]
     fn the_builder_declares_every_conv_and_dense_weight_a_kernel_and_nothing_else() {
         let cfg = ModelConfig { name: "resnext".into(), depth: 11, cardinality: 2, width: 2, num_classes: 10 };
         let vs = nn::VarStore::new(Device::Cpu);
-        let _net = resnext(&vs.root(), &cfg);
+        let _net = build(&vs.root(), &cfg);
         let parameters = parameters(&vs);
         let (kernels, others): (Vec<_>, Vec<_>) = parameters.iter().partition(|p| p.kernel);
         // ResNeXt-11: stem conv, 3 blocks of 3 convs, 3 projection shortcuts, the dense layer.
@@ -285,7 +335,7 @@ mod tests {
     fn folded_inference_equals_conv_then_batch_norm() {
         tch::manual_seed(2);
         let vs = nn::VarStore::new(Device::Cpu);
-        let layer = conv_bn(&vs.root(), "conv", "bn", 6, 8, 3, 2, 2);
+        let layer = conv_bn(&mut Layers { list: vec![], size: 10 }, &vs.root(), ("conv", "bn"), 6, 8, 3, 2, 2);
         let x = Tensor::randn([4, 6, 10, 10], (Kind::Float, Device::Cpu));
         for _ in 0..50 {
             let _ = layer.forward_t(&(&x * 3.0 + 1.0), true); // move the moving averages away from 0 and 1
@@ -351,8 +401,7 @@ mod tests {
 
     #[test]
     fn batch_norm_matches_keras_training_step() {
-        let reference = keras_reference("tf_same_padding.json");
-        let bn_ref = &reference["batch_normalization"];
+        let bn_ref = keras_reference("batch_normalization.json");
         assert_eq!(bn_ref["momentum"].as_f64(), Some(0.99));
         assert_eq!(bn_ref["epsilon"].as_f64(), Some(0.001));
         let example = &bn_ref["train_step_example"];

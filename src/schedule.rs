@@ -12,10 +12,8 @@ use std::f64::consts::PI;
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct LrRule {
     pub schedule: LrSchedule,
-    #[serde(default)]
     pub warmup: Option<Warmup>,
     /// The optimizer's lr: the per-step rules' base, unrounded.
-    #[serde(default)]
     pub base_lr: f64,
     /// The epoch rules' lr in effect now (a float32 value, widened).
     pub lr: f64,
@@ -66,14 +64,13 @@ impl LrRule {
         }
     }
 
-    /// Called before epoch `epoch` (0-based), as Keras's `LearningRateScheduler` is; returns
-    /// the epoch rules' lr for it.
-    pub fn lr_for_epoch(&mut self, epoch: usize) -> f64 {
+    /// Called before epoch `epoch` (0-based), as Keras's `LearningRateScheduler` is: a step
+    /// schedule sets its lr for the epoch.
+    pub fn start_epoch(&mut self, epoch: usize) {
         if let LrSchedule::Step { boundaries, values } = &self.schedule {
             let k = boundaries.iter().take_while(|&&b| epoch >= b).count();
             self.lr = as_f32(values[k]);
         }
-        self.lr
     }
 
     /// Steps of the warmup in a run of `steps_per_epoch` steps an epoch (0 without one).
@@ -81,7 +78,7 @@ impl LrRule {
         self.warmup.as_ref().map_or(0, |w| ((w.epochs * steps_per_epoch as f64).round() as usize).max(1))
     }
 
-    /// The lr of the step at `clock` (after `lr_for_epoch` of its epoch).
+    /// The lr of the step at `clock` (after `start_epoch` of its epoch).
     pub fn lr(&self, clock: Clock) -> f64 {
         let (t, warmup) = (clock.global(), self.warmup_steps(clock.steps_per_epoch));
         // LinearLR: base * (start + (1 - start) * t / W) for t < W.
@@ -175,7 +172,8 @@ mod tests {
             let states = case["state_after_epoch_end"].as_array().unwrap();
             assert_eq!(rule.lr, expected[0], "{name}: initial lr");
             for (epoch, val_loss) in numbers(&case["val_loss"]).into_iter().enumerate() {
-                assert_eq!(rule.lr_for_epoch(epoch), expected[epoch], "{name}: lr during epoch {epoch}");
+                rule.start_epoch(epoch);
+                assert_eq!(rule.lr, expected[epoch], "{name}: lr during epoch {epoch}");
                 rule.on_epoch_end(val_loss);
                 let after = expected[epoch + 1];
                 assert!(
@@ -204,7 +202,8 @@ mod tests {
         assert_eq!(epochs.len(), 301);
         for (epoch, want) in epochs.iter().zip(expected) {
             let epoch = epoch.as_u64().unwrap() as usize;
-            assert_eq!(rule.lr_for_epoch(epoch), want, "epoch {epoch}");
+            rule.start_epoch(epoch);
+            assert_eq!(rule.lr, want, "epoch {epoch}");
             assert!(!rule.on_epoch_end(1.0), "a step schedule ignores val_loss");
         }
     }
@@ -234,7 +233,7 @@ mod tests {
             assert_eq!(expected.len(), epochs * steps);
             for (t, want) in expected.into_iter().enumerate() {
                 let at = clock(t, steps, epochs);
-                rule.lr_for_epoch(at.epoch);
+                rule.start_epoch(at.epoch);
                 let got = rule.lr(at);
                 assert!((got - want).abs() <= 1e-9 * want.abs().max(1e-12), "{name}, step {t}: {got} vs torch {want}");
             }
@@ -265,7 +264,7 @@ mod tests {
         let mut lrs = vec![];
         for t in 0..40 {
             let at = clock(t, 10, 4);
-            rule.lr_for_epoch(at.epoch);
+            rule.start_epoch(at.epoch);
             lrs.push(rule.lr(at));
         }
         let base = 0.05f32 as f64;

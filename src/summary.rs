@@ -2,7 +2,7 @@
 //! which weights the L2 penalty applies to, are read off the built network, so the table
 //! cannot disagree with what trains.
 use crate::config::ModelConfig;
-use crate::model::{self, BlockSpec, STEM_CHANNELS};
+use crate::resnext;
 use std::collections::HashSet;
 use tch::{nn, Device};
 
@@ -19,61 +19,31 @@ pub struct SummaryRow {
     pub l2: bool,
 }
 
-/// The layers of a config with their output shapes, and their parameter counts from a
-/// freshly built network (on the CPU; titu1994's 90M-parameter default takes a few seconds).
+/// The layers of a freshly built network of `cfg` (on the CPU; titu1994's 90M-parameter default
+/// takes a few seconds), with the parameter counts of their variables.
 pub fn rows(cfg: &ModelConfig) -> Vec<SummaryRow> {
     let vs = nn::VarStore::new(Device::Cpu);
-    let _network = model::resnext(&vs.root(), cfg);
+    let (_network, layers) = resnext::build(&vs.root(), cfg);
     let variables = vs.variables();
-    let kernels: HashSet<String> = model::parameters(&vs).into_iter().filter(|p| p.kernel).map(|p| p.name).collect();
-    let row = |name: String, kind: String, output_shape: Vec<i64>| {
-        let prefix = format!("{name}.");
-        let own: Vec<(&String, &tch::Tensor)> = variables.iter().filter(|(n, _)| n.starts_with(&prefix)).collect();
-        let count = |keep: &dyn Fn(&tch::Tensor) -> bool| {
-            own.iter().filter(|(_, t)| keep(t)).map(|(_, t)| t.numel() as i64).sum()
-        };
-        SummaryRow {
-            params: count(&|_| true),
-            non_trainable: count(&|t| !t.requires_grad()),
-            l2: own.iter().any(|(n, _)| kernels.contains(*n)),
-            name,
-            kind,
-            output_shape,
-        }
-    };
-    let conv = |name: String, k: i64, stride: i64, groups: i64, out: i64, c_out: i64| {
-        let kind = match groups {
-            1 => format!("Conv2D {k}x{k}/{stride}"),
-            _ => format!("Conv2D {k}x{k}/{stride}, {groups} groups"),
-        };
-        row(name, kind, vec![out, out, c_out])
-    };
-    let bn = |name: String, c: i64, out: i64| row(name, "BatchNormalization".into(), vec![out, out, c]);
-
-    let mut size = 32;
-    let mut rows =
-        vec![conv("stem.conv".into(), 3, 1, 1, size, STEM_CHANNELS), bn("stem.bn".into(), STEM_CHANNELS, size)];
-    for spec in model::block_specs(cfg) {
-        let prefix = format!("stage{}.block{}", spec.stage, spec.index);
-        let BlockSpec { in_channels, width: f, stride, .. } = spec;
-        let out = size / stride;
-        if in_channels != 2 * f {
-            rows.push(conv(format!("{prefix}.shortcut_conv"), 1, stride, 1, out, 2 * f));
-            rows.push(bn(format!("{prefix}.shortcut_bn"), 2 * f, out));
-        }
-        rows.push(conv(format!("{prefix}.conv1"), 1, 1, 1, size, f));
-        rows.push(bn(format!("{prefix}.bn1"), f, size));
-        rows.push(conv(format!("{prefix}.conv2"), 3, stride, cfg.cardinality as i64, out, f));
-        rows.push(bn(format!("{prefix}.bn2"), f, out));
-        rows.push(conv(format!("{prefix}.conv3"), 1, 1, 1, out, 2 * f));
-        rows.push(bn(format!("{prefix}.bn3"), 2 * f, out));
-        rows.push(row(format!("{prefix}.add_relu"), "Add + ReLU".into(), vec![out, out, 2 * f]));
-        size = out;
-    }
-    let features = rows.last().expect("rows").output_shape[2];
-    rows.push(row("pool".into(), "GlobalAveragePooling2D".into(), vec![features]));
-    rows.push(row("fc".into(), "Dense (no bias)".into(), vec![cfg.num_classes as i64]));
-    rows
+    let kernels: HashSet<String> = resnext::parameters(&vs).into_iter().filter(|p| p.kernel).map(|p| p.name).collect();
+    layers
+        .into_iter()
+        .map(|layer| {
+            let prefix = format!("{}.", layer.name);
+            let own: Vec<(&String, &tch::Tensor)> = variables.iter().filter(|(n, _)| n.starts_with(&prefix)).collect();
+            let count = |keep: &dyn Fn(&tch::Tensor) -> bool| {
+                own.iter().filter(|(_, t)| keep(t)).map(|(_, t)| t.numel() as i64).sum()
+            };
+            SummaryRow {
+                params: count(&|_| true),
+                non_trainable: count(&|t| !t.requires_grad()),
+                l2: own.iter().any(|(n, _)| kernels.contains(*n)),
+                name: layer.name,
+                kind: layer.kind,
+                output_shape: layer.output_shape,
+            }
+        })
+        .collect()
 }
 
 /// (total, trainable, non-trainable) as Keras counts them: BN moving statistics are
@@ -123,7 +93,6 @@ pub fn format(title: &str, rows: &[SummaryRow]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::Experiment;
 
     fn blog_model() -> ModelConfig {
         ModelConfig { name: "resnext".into(), depth: 29, cardinality: 8, width: 16, num_classes: 10 }
@@ -147,8 +116,7 @@ mod tests {
     fn titu1994_default_width_gives_its_published_total() {
         let cfg = ModelConfig { width: 64, ..blog_model() };
         assert_eq!(param_totals(&rows(&cfg)).0, 89_700_288);
-        let shipped =
-            Experiment::load(&format!("{}/experiments/resnext.json", env!("CARGO_MANIFEST_DIR")), &[]).unwrap();
+        let shipped = crate::experiments::load("resnext", &[]).unwrap();
         assert_eq!(param_totals(&rows(&shipped.model)).0, 5_671_872);
     }
 }

@@ -1,9 +1,10 @@
-//! Helpers for the unit tests: the Keras golden vectors in `../shared/keras_reference/`.
+//! Helpers for the unit tests: the Keras golden vectors in `tests/golden/keras/`, a tiny
+//! experiment, the CPU's compute settings.
 use serde_json::Value;
 
-/// One reference file, parsed.
+/// One Keras reference file, parsed.
 pub fn keras_reference(name: &str) -> Value {
-    let path = format!("{}/../shared/keras_reference/{name}", env!("CARGO_MANIFEST_DIR"));
+    let path = format!("{}/tests/golden/keras/{name}", env!("CARGO_MANIFEST_DIR"));
     let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("cannot read {path}: {e}"));
     serde_json::from_str(&text).unwrap_or_else(|e| panic!("{path} is not JSON: {e}"))
 }
@@ -22,11 +23,10 @@ pub fn floats(v: &Value) -> Vec<f32> {
 pub fn tiny_experiment(overrides: &[&str]) -> crate::config::Experiment {
     let path = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/tiny.json");
     let overrides: Vec<String> = overrides.iter().map(|s| s.to_string()).collect();
-    crate::config::Experiment::load(path, &overrides).unwrap()
+    crate::config::Experiment::load_file(std::path::Path::new(path), &overrides).unwrap()
 }
 
 /// fp32 on the CPU with its defaults.
-pub fn cpu_compute() -> crate::runtime::Compute {
-    let args = crate::cli::ComputeArgs::default();
-    crate::runtime::Compute::new(&args, crate::config::Precision::Fp32, None, None).unwrap()
+pub fn cpu_compute() -> crate::compute::Compute {
+    crate::compute::Compute::new(&crate::compute::ComputeRequest::cpu(), crate::config::Precision::Fp32)
 }

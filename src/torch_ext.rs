@@ -118,8 +118,7 @@ pub fn foreach_norm(tensors: &[Tensor]) -> Vec<Tensor> {
 }
 
 /// How a 4-D tensor's values are laid out in memory.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize, clap::ValueEnum)]
-#[serde(rename_all = "snake_case")]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum MemoryFormat {
     /// NCHW, libtorch's default.
     Contiguous,

@@ -1,33 +1,47 @@
-//! The training loop: the blog's recipe, epoch by epoch.
+//! `resnext train`: the blog's recipe, epoch by epoch.
 //!
 //! Each epoch: the epoch rules set the lr (step schedule) -> for every batch of the epoch's
-//! plan: the step's lr (per-step rules, warmup) -> SGD step and weight average -> record its
-//! losses -> report progress (and step scalars) -> (stop on Ctrl-C, with a checkpoint) ->
-//! evaluate on the test set -> let ReduceLROnPlateau see `val_loss` -> best weights and
-//! checkpoint -> the epoch's row in metrics.csv and in the TensorBoard log. An epoch's shuffle
-//! and augmentation come from (seed, epoch) alone (`batches`), so a resumed run continues
-//! exactly as an uninterrupted one.
+//! plan: the step's lr (per-step rules, warmup) -> SGD step and weight average -> tally its
+//! stats -> report progress (and step scalars) -> (stop on Ctrl-C, with a checkpoint) ->
+//! evaluate on the test set -> let ReduceLROnPlateau see `val_loss` -> the epoch's record (best
+//! weights, checkpoint, CSV row, event log: [`record`]). An epoch's shuffle and augmentation
+//! come from (seed, epoch) alone ([`crate::batches`]), so a resumed run continues exactly as an
+//! uninterrupted one.
+pub mod plan;
+pub mod record;
+
+pub use plan::{Start, TrainRequest};
+
 use crate::batches::EpochPlan;
-use crate::checkpoint::{self, EpochSums, TrainState};
-use crate::cli::TrainArgs;
+use crate::compute::Compute;
 use crate::config::Experiment;
-use crate::data::{self, Cifar10, Split};
+use crate::data::{Cifar10, Split};
+use crate::event_log::{self, StepScalars};
 use crate::learner::Learner;
-use crate::metrics::{self, EpochRow};
-use crate::network::evaluate;
-use crate::optim;
+use crate::metrics::EpochRow;
 use crate::progress::EpochProgress;
-use crate::run_dir::{RunDir, RunPlan};
-use crate::runtime::Compute;
 use crate::schedule::Clock;
-use crate::step_log::StepLog;
-use crate::tensorboard::{self, EventLog, StepScalars};
+use crate::scores::{self, Scoring};
+use crate::step_stats::EpochTally;
 use anyhow::{bail, ensure, Result};
+use plan::RunPlan;
+use record::{Record, TrainState};
 use std::sync::atomic::{AtomicBool, Ordering};
 
+/// How a run ended.
 pub enum Outcome {
     Finished,
     Interrupted,
+}
+
+/// Steps between reading the step stats back (a host sync): every step on a CPU, where it costs
+/// nothing; every 50 on CUDA, where each sync stalls the queue of GPU work.
+pub fn default_sync_every(device: tch::Device) -> usize {
+    if device.is_cuda() {
+        50
+    } else {
+        1
+    }
 }
 
 static STOP_REQUESTED: AtomicBool = AtomicBool::new(false);
@@ -47,37 +61,37 @@ fn stop_requested() -> bool {
     STOP_REQUESTED.load(Ordering::SeqCst)
 }
 
-pub fn run(args: &TrainArgs) -> Result<Outcome> {
+pub fn run(request: &TrainRequest) -> Result<Outcome> {
     // Everything that can fail on bad input (config, device, data, checkpoint) is checked
     // before the run folder is touched, so a failed start leaves existing results as they were.
-    let plan = RunPlan::new(args)?;
-    let (experiment, settings) = (&plan.experiment, &plan.settings);
-    let compute = Compute::new(&args.compute, experiment.precision, args.eval_batch.eval_batch, args.sync_every)?;
-    let data = Cifar10::load(&data::resolve_dir(args.data.data_dir.as_deref()))?;
-    let train = data.train.first(settings.train_limit.unwrap_or(usize::MAX)).to_device(compute.device);
-    let test = data.test.first(settings.test_limit.unwrap_or(usize::MAX)).to_device(compute.device);
+    let plan = RunPlan::new(request)?;
+    let (experiment, limits) = (&plan.experiment, &plan.limits);
+    let compute = Compute::new(&request.compute, experiment.precision);
+    let data = Cifar10::load(&request.data_dir)?;
+    let train = data.train.first(limits.train_limit.unwrap_or(usize::MAX)).to_device(compute.device);
+    let test = data.test.first(limits.test_limit.unwrap_or(usize::MAX)).to_device(compute.device);
     let mut learner = Learner::new(experiment, &compute);
-    let mut state = match plan.resume {
-        true => checkpoint::restore_training(&plan.dir.last(), &mut learner)?,
+    let state = match plan.resume {
+        true => TrainState::restore(&plan.dir, &mut learner)?,
         false => TrainState::new(experiment),
     };
     let _lock = plan.record()?;
-    // The checkpoint is the truth: the CSV and the event log say what it says, nothing written
-    // after it (or half-written) survives a resume, and nothing of an old run a --force.
+    let mut record = Record::open(&plan.dir, state, plan.resume)?;
     if plan.resume {
-        metrics::rewrite(&plan.dir.metrics(), &state.history)?;
-        println!("resuming {} at epoch {} step {}", plan.dir.path().display(), state.epoch, state.step);
+        println!("resuming {} at epoch {} step {}", plan.dir.path().display(), record.state.epoch, record.state.step);
     }
-    let mut events =
-        EventLog::rewrite(&plan.dir.tensorboard(), &state.history, &state.epoch_wall_times(), &state.step_scalars)?;
+    let scoring = Scoring::of(experiment, request.eval_batch, compute.device);
+    let sync_every = request.sync_every.unwrap_or(default_sync_every(compute.device));
     println!(
-        "training {} on {}: {} train / {} test images, batch {}, epochs {}..{}, results in {}",
+        "training {} on {}, eval batch {}, sync every {sync_every} step(s): {} train / {} test images, batch {}, \
+         epochs {}..{}, results in {}",
         experiment.name,
         compute.describe(),
+        scoring.batch,
         train.len(),
         test.len(),
         experiment.batch_size,
-        state.epoch,
+        record.state.epoch,
         experiment.epochs,
         plan.dir.path().display()
     );
@@ -85,11 +99,11 @@ pub fn run(args: &TrainArgs) -> Result<Outcome> {
         println!("{note}");
     }
     install_stop_handler();
-    let trainer = Trainer { experiment, train: &train, test: &test, dir: &plan.dir, compute: &compute };
-    while state.epoch < experiment.epochs {
-        let outcome = trainer.train_epoch(&mut state, &mut learner, &mut events)?;
+    let trainer = Trainer { experiment, train: &train, test: &test, compute: &compute, scoring, sync_every };
+    while record.state.epoch < experiment.epochs {
+        let end = trainer.train_epoch(&mut record, &mut learner)?;
         // A stop asked for during evaluation takes effect here, at the epoch boundary.
-        if matches!(outcome, Outcome::Interrupted) || (stop_requested() && state.epoch < experiment.epochs) {
+        if matches!(end, EpochEnd::Interrupted) || (stop_requested() && record.state.epoch < experiment.epochs) {
             return Ok(Outcome::Interrupted);
         }
     }
@@ -97,60 +111,65 @@ pub fn run(args: &TrainArgs) -> Result<Outcome> {
     Ok(Outcome::Finished)
 }
 
+/// How an epoch ended.
+enum EpochEnd {
+    Completed,
+    /// Stopped part-way by Ctrl-C or SIGTERM, with a checkpoint.
+    Interrupted,
+}
+
 struct Trainer<'a> {
     experiment: &'a Experiment,
     train: &'a Split,
     test: &'a Split,
-    dir: &'a RunDir,
     compute: &'a Compute,
+    scoring: Scoring,
+    sync_every: usize,
 }
 
 impl Trainer<'_> {
-    /// Trains one epoch (or its rest, after a mid-epoch resume), evaluates and checkpoints.
-    fn train_epoch(&self, state: &mut TrainState, learner: &mut Learner, events: &mut EventLog) -> Result<Outcome> {
-        let epoch = state.epoch;
-        state.lr_rule.lr_for_epoch(epoch);
+    /// Trains one epoch (or its rest, after a mid-epoch resume), evaluates and records it.
+    fn train_epoch(&self, record: &mut Record, learner: &mut Learner) -> Result<EpochEnd> {
+        let epoch = record.state.epoch;
+        record.state.lr_rule.start_epoch(epoch);
         let plan = EpochPlan::new(self.experiment, epoch, self.train.len(), self.compute.device);
         let clock = |step| Clock { epoch, step, steps_per_epoch: plan.steps, epochs: self.experiment.epochs };
-        let mut log = StepLog::new(&plan, state.step, &state.partial, learner.sgd.l2(), self.compute.device);
+        let mut tally =
+            EpochTally::new(&plan, record.state.step, &record.state.partial, learner.sgd.l2(), self.compute.device);
         let label = format!("epoch {}/{}", epoch + 1, self.experiment.epochs);
-        let progress = EpochProgress::new(label, plan.steps, state.step);
-        for step in state.step..plan.steps {
+        let progress = EpochProgress::new(label, plan.steps, record.state.step);
+        for step in record.state.step..plan.steps {
             let (images, labels) = plan.batch(step, self.train);
-            let lr = state.lr_rule.lr(clock(step));
+            let lr = record.state.lr_rule.lr(clock(step));
             let stats = learner.step(&images, &labels, lr, clock(step).global(), self.compute);
-            log.record(step, &stats);
+            tally.record(step, stats);
             let done = step + 1;
             let stop = stop_requested() && done < plan.steps;
-            if done % self.compute.sync_every == 0 || done == plan.steps || stop {
-                self.sync(&mut log, &plan, clock, state, events, done)?;
-                progress.update(done, &log.progress_message());
+            if done % self.sync_every == 0 || done == plan.steps || stop {
+                self.sync(&mut tally, &plan, clock, record, done)?;
+                progress.update(done, &tally.progress_message());
             }
             if stop {
-                (state.partial, state.step) = (log.sums().clone(), done);
-                checkpoint::save_training(&self.dir.last(), state, learner)?;
-                let last = self.dir.last();
+                record.interrupt(learner, tally.sums().clone(), done)?;
                 progress.finish(&format!(
                     "interrupted at epoch {epoch} step {done}: checkpoint {} written; continue with --resume",
-                    last.display()
+                    record.last_checkpoint().display()
                 ));
-                return Ok(Outcome::Interrupted);
+                return Ok(EpochEnd::Interrupted);
             }
         }
-        self.sync(&mut log, &plan, clock, state, events, plan.steps)?;
-        let sums = log.sums().clone();
+        self.sync(&mut tally, &plan, clock, record, plan.steps)?;
         // The CSV's lr is the one at the epoch's start, as Keras's logs have it.
-        let row = self.evaluate_epoch(state, learner, &log, &sums, state.lr_rule.lr(clock(0)));
-        let last = self.dir.last();
+        let row = self.evaluate_epoch(&record.state, learner, &tally, record.state.lr_rule.lr(clock(0)));
         ensure!(
             row.val_loss.is_finite(),
             "epoch {epoch}: validation loss is {}; the last good checkpoint {} is kept",
             row.val_loss,
-            last.display()
+            record.last_checkpoint().display()
         );
-        let lr_changed = state.lr_rule.on_epoch_end(row.val_loss);
-        self.record_epoch(state, learner, events, &row)?;
-        let new_lr = if lr_changed { format!(" -> {:.3e}", state.lr_rule.lr) } else { String::new() };
+        let lr_changed = record.state.lr_rule.on_epoch_end(row.val_loss);
+        record.end_epoch(learner, self.experiment, &row)?;
+        let new_lr = if lr_changed { format!(" -> {:.3e}", record.state.lr_rule.lr) } else { String::new() };
         progress.finish(&format!(
             "epoch {}/{}: loss {:.4} accuracy {:.4} val_loss {:.4} val_accuracy {:.4} lr {:.3e}{new_lr} ({:.1}s, {:.0} img/s)",
             epoch + 1,
@@ -163,97 +182,63 @@ impl Trainer<'_> {
             row.epoch_seconds,
             row.images_per_second
         ));
-        Ok(Outcome::Finished)
+        Ok(EpochEnd::Completed)
     }
 
-    /// Reads the steps before `done` back from the device (see [`StepLog::sync`]) and logs the
-    /// step scalars the recipe asks for; stops the run, naming the step, when a loss is not
+    /// Reads the steps before `done` back from the device (see [`EpochTally::sync`]) and logs
+    /// the step scalars the recipe asks for; stops the run, naming the step, when a loss is not
     /// finite.
     fn sync(
         &self,
-        log: &mut StepLog,
+        tally: &mut EpochTally,
         plan: &EpochPlan,
         clock: impl Fn(usize) -> Clock,
-        state: &mut TrainState,
-        events: &mut EventLog,
+        record: &mut Record,
         done: usize,
     ) -> Result<()> {
-        let losses = log.sync(plan, done).or_else(|bad| {
+        let losses = tally.sync(plan, done).or_else(|bad| {
             bail!(
                 "training diverged: the loss is not finite at epoch {} step {bad} (lr too high?); \
                  the last good checkpoint {} is kept",
-                state.epoch,
-                self.dir.last().display()
+                record.state.epoch,
+                record.last_checkpoint().display()
             )
         })?;
         let every = self.experiment.tensorboard_steps;
         if every == 0 {
             return Ok(());
         }
-        let wall_time = tensorboard::now();
+        let wall_time = event_log::now();
+        let rule = &record.state.lr_rule;
         let logged: Vec<StepScalars> = losses
             .into_iter()
             .map(|(step, loss)| (clock(step), loss))
             .filter(|(at, _)| at.global() % every == 0)
-            .map(|(at, loss)| StepScalars { step: at.global() as u64, loss, lr: state.lr_rule.lr(at), wall_time })
+            .map(|(at, loss)| StepScalars { step: at.global() as u64, loss, lr: rule.lr(at), wall_time })
             .collect();
-        events.append_steps(&logged)?;
-        state.step_scalars.extend(logged);
-        Ok(())
+        record.log_steps(logged)
     }
 
     /// The epoch's CSV row: training sums plus a pass over the test set with the weights
     /// inference uses. Keras's `val_loss` is the test loss (label-smoothed when the recipe
     /// smooths) plus the L2 penalty of those weights.
-    fn evaluate_epoch(
-        &self,
-        state: &TrainState,
-        learner: &Learner,
-        log: &StepLog,
-        sums: &EpochSums,
-        lr: f64,
-    ) -> EpochRow {
-        let (experiment, network) = (self.experiment, learner.inference_network());
-        let scores = evaluate(network, self.test, self.compute, experiment.test_time_flip, experiment.label_smoothing);
-        let squares = f64::try_from(optim::kernel_sum_of_squares(&network.kernels())).unwrap_or(f64::NAN);
+    fn evaluate_epoch(&self, state: &TrainState, learner: &Learner, tally: &EpochTally, lr: f64) -> EpochRow {
+        let network = learner.inference_network();
+        let scores = scores::score(network, self.test, self.compute, self.scoring);
+        let sums = tally.sums();
         let n = sums.seen as f64;
         EpochRow {
             epoch: state.epoch,
             loss: sums.loss / n,
             accuracy: sums.correct / n,
-            val_loss: scores.smoothed_ce + experiment.optimizer.l2 * squares,
+            val_loss: scores.keras_loss(network, self.experiment.optimizer.l2),
             val_accuracy: scores.accuracy,
             lr,
             ce_loss: sums.ce / n,
             val_ce_loss: scores.ce,
             // Training and the evaluation that just ran.
-            epoch_seconds: state.partial.seconds + log.seconds(),
+            epoch_seconds: state.partial.seconds + tally.seconds(),
             images_per_second: n / sums.seconds,
         }
-    }
-
-    /// Moves the state to the next epoch and writes best weights, then the checkpoint, then
-    /// the CSV row and the event log's. On resume both are rebuilt from the checkpoint's
-    /// history, so a crash between any two of these loses nothing (a redone epoch reproduces
-    /// the same weights).
-    fn record_epoch(
-        &self,
-        state: &mut TrainState,
-        learner: &Learner,
-        events: &mut EventLog,
-        row: &EpochRow,
-    ) -> Result<()> {
-        let is_best = state.best_val_accuracy.is_none_or(|best| row.val_accuracy > best);
-        let wall_time = tensorboard::now();
-        state.history.push(row.clone());
-        state.wall_times.push(wall_time);
-        (state.epoch, state.step, state.partial) = (state.epoch + 1, 0, EpochSums::default());
-        if is_best {
-            state.best_val_accuracy = Some(row.val_accuracy);
-            checkpoint::save_best(&self.dir.best(), learner, self.experiment, row)?;
-        }
-        checkpoint::save_training(&self.dir.last(), state, learner)?;
-        metrics::append(&self.dir.metrics(), row)?;
-        events.append_epoch(row, wall_time)
     }
 }

@@ -1,13 +1,13 @@
-//! The first commands a user runs: `info` and `summary`, through the real binary.
-mod common;
-use common::*;
+//! The first commands a user runs: `info` and `summary`, through the real binary, from the
+//! checkout and from any other folder.
+use crate::common::*;
 
 #[test]
 fn info_reports_libtorch_and_cuda() {
     let output = run_resnext(&["info"]);
     assert!(output.status.success(), "{}", stderr(&output));
     let text = stdout(&output);
-    assert!(text.contains("libtorch: 2.11.0"), "{text}");
+    assert!(text.contains(&format!("libtorch: {}", resnext::host::LIBTORCH_VERSION)), "{text}");
     let driver = resnext::gpus::driver();
     if driver.gpus.is_empty() {
         assert!(text.contains("CUDA available: false") && text.contains("GPU count: 0"), "{text}");
@@ -39,4 +39,37 @@ fn summary_prints_the_keras_totals() {
     assert!(text.contains("stage2.block1.conv2") && text.contains("8 groups"), "{text}");
     let wide = stdout(&run_resnext(&["summary", "resnext", "--set", "model.width=64"]));
     assert!(wide.lines().any(|l| l == "Total params: 89,700,288"), "{wide}");
+}
+
+#[test]
+fn the_shipped_experiments_are_found_from_any_folder_and_a_local_one_takes_precedence() {
+    let elsewhere = tempfile::tempdir().unwrap();
+    let summary = |dir: &std::path::Path| {
+        let output = bin().current_dir(dir).args(["summary", "demo"]).output().unwrap();
+        assert!(output.status.success(), "{}", stderr(&output));
+        stdout(&output)
+    };
+    let built_in = summary(elsewhere.path());
+    assert!(built_in.contains("Total params: 47,232"), "{built_in}");
+    // experiments/demo.json in the working folder is the demo there.
+    std::fs::create_dir(elsewhere.path().join("experiments")).unwrap();
+    let demo = std::fs::read_to_string(root().join("experiments/demo.json")).unwrap();
+    let wider = demo.replacen("\"width\": 4", "\"width\": 8", 1);
+    assert_ne!(wider, demo);
+    std::fs::write(elsewhere.path().join("experiments/demo.json"), wider).unwrap();
+    assert!(!summary(elsewhere.path()).contains("Total params: 47,232"));
+    // An unknown name lists the names there are.
+    let output = bin().current_dir(elsewhere.path()).args(["summary", "demo2"]).output().unwrap();
+    assert!(!output.status.success());
+    let known = resnext::experiments::names().join(", ");
+    assert!(stderr(&output).contains("no experiment named \"demo2\""), "{}", stderr(&output));
+    assert!(stderr(&output).contains(&known) && known.contains("my_resnext_lr_v2"), "{}", stderr(&output));
+}
+
+#[test]
+fn train_help_names_every_built_in_experiment() {
+    let help = stdout(&run_resnext(&["train", "--help"]));
+    for name in resnext::experiments::built_in_names() {
+        assert!(help.contains(name), "{name} missing from train --help:\n{help}");
+    }
 }

@@ -1,8 +1,9 @@
-//! Helpers for the end-to-end tests: run the real binary on the real (shared) CIFAR-10.
-#![allow(dead_code)]
-use resnext::checkpoint::{Checkpoint, TrainState};
+//! Helpers for the end-to-end tests: run the real binary on real CIFAR-10.
+use resnext::checkpoint::Checkpoint;
+use resnext::event_log;
 use resnext::metrics::{self, EpochRow};
-use resnext::tensorboard;
+use resnext::run_dir::{METRICS, TENSORBOARD};
+use resnext::train::record::TrainState;
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
@@ -22,10 +23,16 @@ pub fn root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
 }
 
+/// CIFAR-10 for the tests: `$CIFAR10_DIR`, else the checkout's `data/cifar-10-batches-bin` (where
+/// `make data` downloads it), else the copy beside the checkout on the project's own machines.
 pub fn data_dir() -> PathBuf {
-    std::env::var_os("CIFAR10_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| root().join("../shared/cifar10/cifar-10-batches-bin"))
+    if let Some(dir) = std::env::var_os("CIFAR10_DIR") {
+        return PathBuf::from(dir);
+    }
+    let candidates = [root().join("data/cifar-10-batches-bin"), root().join("../shared/cifar10/cifar-10-batches-bin")];
+    candidates.into_iter().find(|dir| dir.join("test_batch.bin").is_file()).unwrap_or_else(|| {
+        panic!("no CIFAR-10 in $CIFAR10_DIR or data/cifar-10-batches-bin: run `make data` (it downloads the official archive)")
+    })
 }
 
 pub fn tiny() -> String {
@@ -134,7 +141,7 @@ pub fn checkpoint_state(path: &Path) -> TrainState {
 
 /// metrics.csv's rows, after checking that it has the header and no partial last line.
 pub fn metrics_rows(run: &Path) -> Vec<EpochRow> {
-    let path = run.join(metrics::FILE);
+    let path = run.join(METRICS);
     let text = std::fs::read_to_string(&path).unwrap();
     assert!(text.ends_with('\n'), "metrics.csv ends in a partial line:\n{text}");
     assert_eq!(text.lines().next().unwrap(), metrics::HEADER.join(","));
@@ -143,19 +150,19 @@ pub fn metrics_rows(run: &Path) -> Vec<EpochRow> {
 
 /// The run's one event file, read back: (tag, step, value) in file order.
 pub fn event_log_scalars(run: &Path) -> Vec<(String, i64, f32)> {
-    let files = tensorboard::event_files(&run.join(tensorboard::FOLDER)).unwrap();
+    let files = event_log::event_files(&run.join(TENSORBOARD)).unwrap();
     assert_eq!(files.len(), 1, "one event file: {files:?}");
-    let file = tensorboard::read(&files[0]).unwrap();
+    let file = event_log::read(&files[0]).unwrap();
     assert_eq!(file.truncated_at, None);
     file.scalars.into_iter().map(|e| (e.tag, e.step, e.value)).collect()
 }
 
 /// What the event log should hold for metrics.csv's rows, in the order it is written.
 pub fn csv_scalars(run: &Path) -> Vec<(String, i64, f32)> {
-    metrics::read(&run.join(metrics::FILE))
+    metrics::read(&run.join(METRICS))
         .unwrap()
         .iter()
-        .flat_map(|r| tensorboard::epoch_scalars(r).map(|(tag, v)| (tag.to_string(), r.epoch as i64, v as f32)))
+        .flat_map(|r| event_log::epoch_scalars(r).map(|(tag, v)| (tag.to_string(), r.epoch as i64, v as f32)))
         .collect()
 }
 

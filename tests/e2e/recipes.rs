@@ -1,8 +1,7 @@
 //! The modern recipe ingredients end to end (warmup, one-cycle, label smoothing, cutout,
 //! EMA, flip TTA) on a tiny run with all of them on: resumed bit-identically, and evaluated
 //! with the averaged weights and both views of each image wherever a run is scored.
-mod common;
-use common::*;
+use crate::common::*;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 

@@ -1,8 +1,7 @@
 //! Bad inputs get a clear error that names the file, field or value, exit non-zero and
 //! change nothing; kill -9 at any moment loses at most the epoch in progress; a diverging
 //! run stops with the epoch and step; downloads and archives are checked.
-mod common;
-use common::*;
+use crate::common::*;
 use resnext::data::{META_FILE, TEST_FILE, TRAIN_FILES};
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -149,6 +148,30 @@ fn corrupt_and_mismatched_checkpoints_are_refused() {
     std::fs::copy(other.join("last.safetensors"), &last).unwrap();
     let before = snapshot(&run);
     assert_fails_with(&train_tiny(&run, &["--resume", "--epochs", "2"]), &["last.safetensors", "shape"]);
+    assert_eq!(snapshot(&run), before);
+}
+
+#[test]
+fn a_checkpoint_of_an_older_format_is_refused_by_name_and_changes_nothing() {
+    let _guard = serial();
+    let dir = tempfile::tempdir().unwrap();
+    let run = existing_run(dir.path());
+    for name in ["last.safetensors", "best.safetensors"] {
+        let path = run.join(name);
+        let bytes = std::fs::read(&path).unwrap();
+        let format = resnext::checkpoint::FORMAT.as_bytes();
+        let at = bytes.windows(format.len()).position(|w| w == format).unwrap();
+        let mut older = bytes.clone();
+        older[at..at + format.len()].copy_from_slice(b"resnext-rs/1");
+        std::fs::write(&path, older).unwrap();
+    }
+    let before = snapshot(&run);
+    let needles = ["format \"resnext-rs/1\"", "older resnext", "reads \"resnext-rs/2\" only"];
+    assert_fails_with(
+        &train_tiny(&run, &["--resume", "--epochs", "2"]),
+        &[&["last.safetensors"][..], &needles].concat(),
+    );
+    assert_fails_with(&run_eval(&run, "best"), &[&["best.safetensors"][..], &needles].concat());
     assert_eq!(snapshot(&run), before);
 }
 

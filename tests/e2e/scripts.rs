@@ -2,8 +2,7 @@
 //! `scripts/run-all.sh` (one Ctrl-C stops every run with its checkpoint and a rerun resumes it;
 //! bad names and a missing GPU are clear errors; a run folder being trained is locked) and
 //! `scripts/gpu-check.sh --device cpu --quick` (every step of the GPU self-check, at tiny sizes).
-mod common;
-use common::*;
+use crate::common::*;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};

@@ -1,10 +1,10 @@
 //! `resnext tensorboard`, through the real binary, on run folders made from metrics.csv alone
 //! (the command reads nothing else, so no training is needed here; tests/python/test_tensorboard.py
 //! checks a trained run with TensorBoard's own reader).
-mod common;
-use common::*;
+use crate::common::*;
+use resnext::event_log::{self, EventLog, StepScalars};
 use resnext::metrics::{self, EpochRow};
-use resnext::tensorboard::{self, EventLog, StepScalars};
+use resnext::run_dir::{METRICS, TENSORBOARD};
 use std::path::Path;
 
 fn row(epoch: usize) -> EpochRow {
@@ -24,7 +24,7 @@ fn row(epoch: usize) -> EpochRow {
 
 fn make_run(dir: &Path, epochs: usize) {
     std::fs::create_dir_all(dir).unwrap();
-    metrics::rewrite(&dir.join(metrics::FILE), &(0..epochs).map(row).collect::<Vec<_>>()).unwrap();
+    metrics::rewrite(&dir.join(METRICS), &(0..epochs).map(row).collect::<Vec<_>>()).unwrap();
 }
 
 #[test]
@@ -46,11 +46,10 @@ fn writes_logs_for_runs_without_one_and_skips_the_others() {
     assert_eq!(event_log_scalars(&a).len(), 3 * 8);
 
     // Wall times: the last epoch at metrics.csv's modification time, earlier ones 30 s apart.
-    let file = &tensorboard::event_files(&a.join(tensorboard::FOLDER)).unwrap()[0];
-    let modified = std::fs::metadata(a.join(metrics::FILE)).unwrap().modified().unwrap();
+    let file = &event_log::event_files(&a.join(TENSORBOARD)).unwrap()[0];
+    let modified = std::fs::metadata(a.join(METRICS)).unwrap().modified().unwrap();
     let end = modified.duration_since(std::time::UNIX_EPOCH).unwrap().as_secs_f64();
-    let times: Vec<(i64, f64)> =
-        tensorboard::read(file).unwrap().scalars.iter().map(|e| (e.step, e.wall_time)).collect();
+    let times: Vec<(i64, f64)> = event_log::read(file).unwrap().scalars.iter().map(|e| (e.step, e.wall_time)).collect();
     assert!(times.iter().all(|&(step, t)| (t - (end - 30.0 * (2 - step) as f64)).abs() < 1e-6), "{times:?} vs {end}");
 
     // Again: both have a log now.
@@ -73,7 +72,7 @@ fn force_rewrites_from_the_csv_and_keeps_the_step_scalars() {
     let mut stale = vec![row(0), row(1), row(2)];
     stale[1].loss = 9.0;
     let steps = [StepScalars { step: 5, loss: 1.5, lr: 0.05, wall_time: 1.0e9 }];
-    EventLog::rewrite(&run.join(tensorboard::FOLDER), &stale, &[1.0, 2.0, 3.0], &steps).unwrap();
+    EventLog::rewrite(&run.join(TENSORBOARD), &stale, &[1.0, 2.0, 3.0], &steps).unwrap();
     let output = run_resnext(&["tensorboard", "--force", &run.display().to_string()]);
     assert!(output.status.success(), "{}", stderr(&output));
     let text = stdout(&output);
@@ -91,9 +90,9 @@ fn two_logs_left_by_a_crash_are_rewritten_as_one() {
     let dir = tempfile::tempdir().unwrap();
     let run = dir.path().join("run");
     make_run(&run, 2);
-    let folder = run.join(tensorboard::FOLDER);
+    let folder = run.join(TENSORBOARD);
     EventLog::rewrite(&folder, &[row(0)], &[1.0], &[]).unwrap();
-    let first = tensorboard::event_files(&folder).unwrap().remove(0);
+    let first = event_log::event_files(&folder).unwrap().remove(0);
     std::fs::copy(&first, folder.join("events.out.tfevents.0000000001.host.resnext")).unwrap();
     let output = run_resnext(&["tensorboard", &run.display().to_string()]);
     assert!(output.status.success(), "{}", stderr(&output));
@@ -124,7 +123,7 @@ fn a_folder_without_runs_is_an_error_that_says_so() {
         stdout(&output).trim(),
         format!("skipped {}: no metrics.csv yet (no epoch finished)", started.display())
     );
-    assert!(!started.join(tensorboard::FOLDER).exists());
+    assert!(!started.join(TENSORBOARD).exists());
 }
 
 #[test]
@@ -133,14 +132,14 @@ fn a_corrupt_csv_fails_its_run_and_the_command_but_not_the_others() {
     let (bad, good) = (results.path().join("a_bad"), results.path().join("b_good"));
     make_run(&good, 1);
     std::fs::create_dir_all(&bad).unwrap();
-    std::fs::write(bad.join(metrics::FILE), "epoch,loss\n0,not-a-number\n").unwrap();
+    std::fs::write(bad.join(METRICS), "epoch,loss\n0,not-a-number\n").unwrap();
     let output = run_resnext(&["tensorboard", &results.path().display().to_string()]);
     assert!(!output.status.success());
     let err = stderr(&output);
-    assert!(err.contains(&format!("error: {}: {}", bad.display(), bad.join(metrics::FILE).display())), "{err}");
+    assert!(err.contains(&format!("error: {}: {}", bad.display(), bad.join(METRICS).display())), "{err}");
     assert!(err.contains("1 of 2 runs got no event log"), "{err}");
     assert_eq!(event_log_scalars(&good), csv_scalars(&good));
-    assert!(tensorboard::event_files(&bad.join(tensorboard::FOLDER)).unwrap().is_empty());
+    assert!(event_log::event_files(&bad.join(TENSORBOARD)).unwrap().is_empty());
 }
 
 #[test]
@@ -152,5 +151,5 @@ fn a_run_being_trained_is_refused() {
     let output = run_resnext(&["tensorboard", &run.display().to_string()]);
     assert!(!output.status.success());
     assert!(stderr(&output).contains("is being trained by another process"), "{}", stderr(&output));
-    assert!(tensorboard::event_files(&run.join(tensorboard::FOLDER)).unwrap().is_empty());
+    assert!(event_log::event_files(&run.join(TENSORBOARD)).unwrap().is_empty());
 }

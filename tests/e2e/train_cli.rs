@@ -1,8 +1,7 @@
 //! End-to-end training on real CIFAR-10 images, and the commands that use a trained run:
 //! eval, predict, plot. One tiny two-epoch run is trained once and shared by the tests that
 //! only read it.
-mod common;
-use common::*;
+use crate::common::*;
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 use std::time::Duration;

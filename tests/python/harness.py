@@ -8,7 +8,8 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
 BIN = Path(os.environ.get("RESNEXT_BIN", ROOT / "target/release/resnext"))
-DATA = Path(os.environ.get("CIFAR10_DIR", ROOT.parent / "shared/cifar10/cifar-10-batches-bin"))
+# CIFAR10_DIR (make sets it), else the checkout's data/ (where `make data` downloads it).
+DATA = Path(os.environ.get("CIFAR10_DIR", ROOT / "data/cifar-10-batches-bin"))
 ENV = {**os.environ, "CIFAR10_DIR": str(DATA)}
 
 

@@ -106,7 +106,7 @@ class CheckpointTest(unittest.TestCase):
             resnext("train", ROOT / "tests/fixtures/tiny.json", "--out", run_dir, "--epochs", "1",
                     "--train-limit", "640", "--test-limit", "100", "--device", "cpu")
             tensors, metadata = read_safetensors(run_dir / "last.safetensors")
-            self.assertEqual(metadata["format"], "resnext-rs/1")
+            self.assertEqual(metadata["format"], "resnext-rs/2")
             self.assertEqual(json.loads(metadata["state"])["epoch"], 1)
             self.assertEqual(tuple(tensors["model.stem.conv.weight"].shape), (64, 3, 3, 3))
             self.assertEqual(tuple(tensors["model.stage1.block1.conv2.weight"].shape), (8, 4, 3, 3))  # 2 groups of 4

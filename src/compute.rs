@@ -1,0 +1,129 @@
+//! Where and how a command's tensors run: the device, the precision, the memory format and
+//! libtorch's process-wide switches (cuDNN benchmark, TF32). Every setting whose best value
+//! depends on the device is a field with that device's default, so the tests can run the
+//! CUDA-shaped code on a CPU.
+use crate::config::Precision;
+use crate::host;
+use crate::torch_ext::{self, MemoryFormat};
+use anyhow::{bail, Result};
+use tch::Device;
+
+/// `auto` (CUDA 0 when present, else CPU), `cpu`, `cuda` or `cuda:N`.
+pub fn parse_device(spec: &str) -> Result<Device> {
+    let device = match spec {
+        "auto" => Device::cuda_if_available(),
+        "cpu" => Device::Cpu,
+        "cuda" => Device::Cuda(0),
+        other => match other.strip_prefix("cuda:").map(str::parse::<usize>) {
+            Some(Ok(n)) => Device::Cuda(n),
+            _ => bail!("--device {other:?}: expected auto, cpu, cuda or cuda:N"),
+        },
+    };
+    if let Device::Cuda(n) = device {
+        let count = tch::Cuda::device_count() as usize;
+        if n >= count {
+            bail!(
+                "--device {spec}: this machine has {count} CUDA device(s) visible to libtorch {}",
+                host::LIBTORCH_VERSION
+            );
+        }
+    }
+    Ok(device)
+}
+
+/// What a command was asked for; `None` leaves the choice to the device's default (or, for the
+/// precision, to the experiment's config).
+#[derive(Debug, Clone)]
+pub struct ComputeRequest {
+    pub device: Device,
+    pub precision: Option<Precision>,
+    pub memory_format: Option<MemoryFormat>,
+    pub cudnn_benchmark: Option<bool>,
+    pub tf32: bool,
+}
+
+impl ComputeRequest {
+    /// The CPU with every default.
+    pub fn cpu() -> Self {
+        ComputeRequest { device: Device::Cpu, precision: None, memory_format: None, cudnn_benchmark: None, tf32: false }
+    }
+}
+
+/// How a command's tensors run.
+#[derive(Debug, Clone)]
+pub struct Compute {
+    pub device: Device,
+    pub precision: Precision,
+    pub memory_format: MemoryFormat,
+    /// cuDNN benchmark mode: the input shapes are fixed, so timing the algorithms once pays.
+    pub cudnn_benchmark: bool,
+    pub tf32: bool,
+}
+
+impl Compute {
+    /// The settings `request` resolves to for a run whose config says `precision`; sets
+    /// libtorch's process-wide switches to them.
+    pub fn new(request: &ComputeRequest, precision: Precision) -> Self {
+        let cuda = request.device.is_cuda();
+        let compute = Compute {
+            device: request.device,
+            precision: request.precision.unwrap_or(precision),
+            // CUDA keeps NCHW until channels-last is measured faster there (README, Performance).
+            memory_format: request.memory_format.unwrap_or(if cuda {
+                MemoryFormat::Contiguous
+            } else {
+                MemoryFormat::ChannelsLast
+            }),
+            cudnn_benchmark: request.cudnn_benchmark.unwrap_or(cuda),
+            tf32: request.tf32,
+        };
+        compute.apply();
+        compute
+    }
+
+    /// Sets libtorch's process-wide switches to these settings.
+    fn apply(&self) {
+        tch::Cuda::cudnn_set_benchmark(self.cudnn_benchmark);
+        torch_ext::set_tf32(self.tf32);
+    }
+
+    /// Runs `f` under autocast when the precision asks for it.
+    pub fn autocast<T>(&self, f: impl FnOnce() -> T) -> T {
+        torch_ext::autocast(self.device, self.precision.autocast_dtype(), f)
+    }
+
+    /// A one-line note when the precision does not suit this CPU: fp32 on a CPU with native
+    /// bf16, or bf16 on one without (where it is emulated).
+    pub fn cpu_precision_note(&self) -> Option<String> {
+        if self.device != Device::Cpu {
+            return None;
+        }
+        match (self.precision, host::cpu_native_bf16()) {
+            (Precision::Fp32, Some(flag)) => Some(format!(
+                "note: this CPU computes bf16 natively ({flag}): --precision bf16 trained about 2x faster than fp32 \
+                 on a 2-core AMX Xeon (README, Performance)"
+            )),
+            (Precision::Bf16, None) => Some(
+                "note: this CPU has no native bf16 (no AMX or AVX512-BF16): bf16 is emulated here, 6x (demo) to 16x \
+                 (my_resnext) slower than fp32 on a 2-core AMD EPYC (README, Performance)"
+                    .into(),
+            ),
+            _ => None,
+        }
+    }
+
+    /// One line for logs and reports.
+    pub fn describe(&self) -> String {
+        let format = match self.memory_format {
+            MemoryFormat::ChannelsLast => "channels-last",
+            MemoryFormat::Contiguous => "NCHW",
+        };
+        format!(
+            "{:?}, {}, {format}, cuDNN benchmark {}, TF32 {}",
+            self.device,
+            self.precision.name(),
+            self.cudnn_benchmark,
+            self.tf32
+        )
+    }
+}

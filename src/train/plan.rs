@@ -1,0 +1,113 @@
+//! What `resnext train` will do, resolved and checked before anything is written, so that a
+//! failed start leaves existing results as they were: the config (the saved one on --resume),
+//! the data limits, the run folder and whether the run continues.
+use crate::compute::ComputeRequest;
+use crate::config::Experiment;
+use crate::experiments;
+use crate::run_dir::{DataLimits, RunDir};
+use crate::run_lock::RunLock;
+use anyhow::{ensure, Context, Result};
+use std::path::{Path, PathBuf};
+
+/// What `resnext train` is asked to do.
+#[derive(Debug, Clone)]
+pub struct TrainRequest {
+    /// An experiment name or a config path (see [`crate::experiments::load`]).
+    pub experiment: String,
+    /// `--set key=value` edits of the config.
+    pub overrides: Vec<String>,
+    pub epochs: Option<usize>,
+    pub limits: DataLimits,
+    /// The run folder [default: results/<experiment>].
+    pub out: Option<PathBuf>,
+    pub data_dir: PathBuf,
+    pub compute: ComputeRequest,
+    /// Images per evaluation batch [default: [`crate::scores::default_batch`]].
+    pub eval_batch: Option<usize>,
+    /// Read the step stats back every this many steps [default: [`super::default_sync_every`]].
+    pub sync_every: Option<usize>,
+    pub seed: Option<u64>,
+    pub start: Start,
+}
+
+/// How a run folder that may hold a run is used.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Start {
+    /// A new run: an existing one is refused.
+    New,
+    /// Continue the run after its last checkpoint (or start it).
+    Resume,
+    /// Start again, deleting the old run's metrics and checkpoints.
+    Force,
+}
+
+/// The request, resolved.
+pub struct RunPlan {
+    pub experiment: Experiment,
+    pub limits: DataLimits,
+    pub dir: RunDir,
+    /// Continue from the folder's last checkpoint.
+    pub resume: bool,
+    force: bool,
+}
+
+impl RunPlan {
+    /// Resolves the config and checks that the run folder may be used.
+    pub fn new(request: &TrainRequest) -> Result<Self> {
+        let loaded = experiments::load(&request.experiment, &request.overrides)?;
+        let dir = RunDir::new(request.out.clone().unwrap_or_else(|| Path::new("results").join(&loaded.name)));
+        let edit = |mut experiment: Experiment| {
+            if let Some(seed) = request.seed {
+                experiment.seed = seed;
+            }
+            if let Some(precision) = request.compute.precision {
+                experiment.precision = precision;
+            }
+            experiment
+        };
+        let resuming = request.start == Start::Resume;
+        let (mut experiment, limits) = if resuming && dir.config().exists() {
+            // The saved config is the run's; the same --set, --seed and --precision as before
+            // are welcome (scripts rerun their commands), changes are not.
+            let saved = dir.load_experiment()?;
+            let edited = edit(Experiment::from_json(&saved.to_pretty_json(), &request.overrides)?);
+            ensure!(
+                edited == saved,
+                "--resume continues {} with its saved config: --set, --seed and --precision cannot change it",
+                dir.path().display()
+            );
+            (saved, dir.load_limits()?)
+        } else {
+            ensure!(
+                !dir.holds_run() || request.start == Start::Force,
+                "{} already holds a run: pass --resume to continue it or --force to start it again",
+                dir.path().display()
+            );
+            (edit(loaded), request.limits.clone())
+        };
+        if let Some(epochs) = request.epochs {
+            ensure!(epochs > 0, "--epochs must be at least 1");
+            experiment.epochs = epochs;
+        }
+        if dir.path().exists() {
+            ensure!(dir.path().is_dir(), "--out {}: exists and is not a folder", dir.path().display());
+        }
+        let resume = resuming && dir.last().exists();
+        Ok(RunPlan { experiment, limits, dir, resume, force: request.start == Start::Force })
+    }
+
+    /// Creates the run folder and takes its lock, then (clearing an old run with --force)
+    /// records the resolved config, the data limits and the command line. The run is this
+    /// process's for as long as the returned lock lives.
+    pub fn record(&self) -> Result<RunLock> {
+        let dir = &self.dir;
+        std::fs::create_dir_all(dir.path())
+            .with_context(|| format!("cannot create the run folder {}", dir.path().display()))?;
+        let lock = dir.lock()?;
+        if self.force {
+            dir.clear_training()?;
+        }
+        dir.record_start(&self.experiment, &self.limits)?;
+        Ok(lock)
+    }
+}
