@@ -9,18 +9,18 @@ usage() {
 Usage: scripts/bench-cpu.sh [--rounds N] [--precision fp32|bf16|both] [--peer PATH]
 
 Benchmarks my_resnext (batch 64) on this CPU: training steps (augmentation, forward, backward,
-update) and evaluation batches, `resnext bench` and the peer (../shared/peers/torch_resnext.py,
+update) and evaluation batches, `resnext bench` and the peer (bench/torch_peer.py,
 channels-last, the same malloc tunables the binary sets for itself) one after the other, N rounds.
 Prints every RESULT line and, for ours, the ATen ops per step. bf16 rounds time fewer steps: on a
 CPU without AMX or AVX512-BF16 a bf16 training step takes about a minute.
 
   --rounds N      alternating rounds per measurement (default 2)
   --precision P   fp32, bf16 or both (default both)
-  --peer PATH     the peer script (default ../shared/peers/torch_resnext.py)
+  --peer PATH     the peer script (default bench/torch_peer.py)
 EOF
 }
 
-rounds=2 precision=both peer=../shared/peers/torch_resnext.py
+rounds=2 precision=both peer=bench/torch_peer.py
 while [ $# -gt 0 ]; do
   case "$1" in
     --rounds) rounds=$2; shift 2 ;;

@@ -113,7 +113,7 @@ def markdown(r):
     lines += ["", "## Checks", "", "| check | | detail |", "|---|---|---|"]
     lines += [f"| {c['name']} | {'ok' if c['ok'] else '**FAIL**'} | {cell(c['detail'])} |" for c in r["checks"]]
     lines += ["", "## Benchmarks", "",
-              "Median images/s over the rounds (ours `resnext bench`, the peer `torch_resnext.py`, same device, "
+              "Median images/s over the rounds (ours `resnext bench`, the peer `bench/torch_peer.py`, same device, "
               "alternating).", "",
               "| mode | precision | ours | peer | ours / peer | ATen ops per step (ours) |", "|---|---|---|---|---|---|"]
     for s in r["bench_summary"]:

@@ -16,7 +16,7 @@ Usage: scripts/gpu-check.sh [--device cuda|cpu] [--quick] [--peer PATH] [--data-
 The one command to run first on a GPU machine. Every step uses the same device:
   1. `resnext info` (found through python3's torch when the binary's libtorch path does not
      resolve, e.g. when it was built on another machine);
-  2. `resnext bench` and the PyTorch peer (torch_resnext.py), training and evaluation, fp32
+  2. `resnext bench` and the PyTorch peer (bench/torch_peer.py), training and evaluation, fp32
      and bf16, alternating ours/peer, two rounds (one with --quick);
   3. `resnext train my_resnext` for 2 epochs in bf16, stopped by SIGINT in the middle of the
      first epoch, then `--resume`d: each epoch exactly once in metrics.csv;
@@ -34,8 +34,7 @@ Options:
   --quick            tiny sizes everywhere (demo instead of my_resnext, a few hundred images,
                      --set model.width=2 for the blog networks, few bench steps): every step in
                      about 2-3 minutes on a 2-core CPU; the speeds it measures mean nothing
-  --peer PATH        the PyTorch peer script (default ../shared/peers/torch_resnext.py, else
-                     .device/peers/torch_resnext.py in this repository)
+  --peer PATH        the PyTorch peer script (default bench/torch_peer.py)
   --data-dir DIR     CIFAR-10 binary folder (default $CIFAR10_DIR, else data/cifar-10-batches-bin).
                      Batch files may be .bin or .bin.xz; when training batches are missing the
                      ones present are used in their place, and every accuracy is labelled so
@@ -86,12 +85,8 @@ BIN=$(abs "${RESNEXT_BIN:-$ROOT/target/release/resnext}")
 export RESNEXT_BIN=$BIN
 cd "$ROOT"
 [[ -x $BIN ]] || die "the resnext binary $BIN does not exist: run 'make build' (or set RESNEXT_BIN)"
-if [[ -z $peer ]]; then
-  for candidate in "$ROOT/../shared/peers/torch_resnext.py" "$ROOT/.device/peers/torch_resnext.py"; do
-    [[ -f $candidate ]] && { peer=$(abs "$candidate"); break; }
-  done
-fi
-[[ -n $peer && -f $peer ]] || die "the PyTorch peer ${peer:-torch_resnext.py} was not found: pass --peer PATH"
+peer=${peer:-$ROOT/bench/torch_peer.py}
+[[ -f $peer ]] || die "the PyTorch peer $peer was not found: pass --peer PATH"
 command -v python3 >/dev/null || die "python3 not found: it runs the peer and the export check (it needs torch)"
 
 # A previous check's folder is replaced; any other folder with files in it is left alone.
