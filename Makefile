@@ -24,20 +24,27 @@ PYTHON := $(VENV)/bin/python
 # Named after the versions and the wheel, so that a venv made before one changed is redone.
 STAMP := $(VENV)/.torch-$(TORCH_VERSION)-$(TORCH_WHEEL)-tensorboard-$(TENSORBOARD_VERSION)
 BIN := target/release/resnext
+# Where torch-sys and build.rs find the venv's libtorch, so that plain `cargo build`, `cargo
+# test` and `cargo run` work in any shell after `make setup` (not only through make).
+CARGO_CONFIG := .cargo/config.toml
 SHARED_CIFAR := ../shared/cifar10/cifar-10-batches-bin
 
-export LIBTORCH_USE_PYTORCH := 1
+# Scripts run by make (gpu-check, bench-cpu) find the venv's python3 first.
 export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
-# Tests and the demo use the shared copy of CIFAR-10 when it is there and CIFAR10_DIR is unset.
+# CIFAR-10 for the tests and the demo: CIFAR10_DIR when set, else data/cifar-10-batches-bin,
+# else the copy kept beside the checkout on this project's own machines (../shared), else
+# `make data` downloads the official archive into data/ (the binary's default folder).
 ifeq ($(origin CIFAR10_DIR), undefined)
-  ifneq ($(wildcard $(SHARED_CIFAR)/test_batch.bin),)
-    export CIFAR10_DIR := $(abspath $(SHARED_CIFAR))
+  ifeq ($(wildcard data/cifar-10-batches-bin/test_batch.bin),)
+    ifneq ($(wildcard $(SHARED_CIFAR)/test_batch.bin),)
+      export CIFAR10_DIR := $(abspath $(SHARED_CIFAR))
+    endif
   endif
 endif
 
-.PHONY: setup build lint test demo data run-all bench slurm-test gpu-check clean
+.PHONY: setup build lint test plain-cargo-test demo data run-all bench slurm-test gpu-check clean
 
-setup: $(STAMP) build
+setup: $(STAMP) $(CARGO_CONFIG) build
 
 # The venv is reused when it already has this torch version and build. Switching the build
 # reinstalls torch; cargo then rebuilds against it (torch-sys reruns when libtorch changes).
@@ -50,24 +57,46 @@ $(STAMP):
 	rm -f $(VENV)/.torch-*
 	touch $(STAMP)
 
-build: $(STAMP)
+# The venv's torch package folder (torch-sys takes include/ and lib/ from it) and its C++ ABI,
+# relative to the checkout.
+$(CARGO_CONFIG): $(STAMP)
+	mkdir -p $(dir $@)
+	torch=$$($(PYTHON) -c 'import os, torch; print(os.path.relpath(os.path.dirname(torch.__file__)))') && \
+	abi=$$($(PYTHON) -c 'import torch; print(int(torch._C._GLIBCXX_USE_CXX11_ABI))') && \
+	printf '%s\n' '# Written by `make setup`: where the venv'"'"'s libtorch is, for torch-sys and build.rs.' \
+	  '[env]' "LIBTORCH = { value = \"$$torch\", relative = true }" "LIBTORCH_CXX11_ABI = \"$$abi\"" > $@
+
+build: $(STAMP) $(CARGO_CONFIG)
 	cargo build --release
 
 # rustfmt (rustfmt.toml) and clippy with every warning an error, as CI runs them.
-lint: $(STAMP)
+lint: $(STAMP) $(CARGO_CONFIG)
 	cargo fmt --check
 	cargo clippy --release --all-targets -- -D warnings
 
-# Everything: the Rust tests (gpu-check --device cpu --quick among them, in tests/scripts.rs),
-# the Python ones, and the SLURM job array on a one-node cluster.
-test: setup
+# Everything: the Rust tests (gpu-check --device cpu --quick among them, in tests/e2e/scripts.rs),
+# the Python ones, plain cargo from a shell without the venv, and the SLURM job array on a
+# one-node cluster.
+test: setup data
 	cargo test --release
 	$(PYTHON) -W ignore tests/python/test_export.py
 	$(PYTHON) -W ignore tests/python/test_tensorboard.py
+	$(PYTHON) -W ignore tests/python/test_peer.py
+	$(MAKE) plain-cargo-test
 	$(MAKE) slurm-test
 
+# What a user types after `make setup`, in a shell that has cargo but neither the venv nor any
+# libtorch variable: `cargo run -- plot` on a results folder (tests/fixtures/results) works
+# without rebuilding anything.
+PLAIN_SHELL := env -i HOME="$(HOME)" PATH="$(dir $(shell command -v cargo)):/usr/bin:/bin"
+plain-cargo-test: build
+	rm -rf target/plain-cargo-plots
+	$(PLAIN_SHELL) cargo run --release -- plot tests/fixtures/results --out target/plain-cargo-plots 2>&1 | tee target/plain-cargo.log
+	@! grep -q "Compiling" target/plain-cargo.log || { echo "plain cargo rebuilt the project: .cargo/config.toml and make disagree"; exit 1; }
+	test -s target/plain-cargo-plots/demo_vs_demo_fast.png
+
 # Real data: CIFAR10_DIR when set (or the shared copy), else the official archive, fetched once.
-data: setup
+data: build
 	@if [ -z "$$CIFAR10_DIR" ] && [ ! -f data/cifar-10-batches-bin/test_batch.bin ]; then $(BIN) data download --to data; fi
 
 # The blog's recipe and a modern one on the same small network, drawn together, in under
@@ -101,4 +130,4 @@ bench: setup
 
 clean:
 	cargo clean
-	rm -rf $(VENV)
+	rm -rf $(VENV) $(CARGO_CONFIG)

@@ -1,6 +1,10 @@
 //! Link libtorch so that CUDA is found at run time, remember where it lives, and compile the
 //! small C++ extension (`csrc/ext.cpp`) against the same libtorch headers.
 //!
+//! torch-sys finds libtorch through `LIBTORCH` (the venv's `torch` package folder) and
+//! `LIBTORCH_CXX11_ABI`, which `make setup` writes into `.cargo/config.toml`, so that plain
+//! `cargo` works in any shell.
+//!
 //! The linker's default `--as-needed` drops `libtorch.so` (our code calls no symbol of it
 //! directly), and with it `libtorch_cuda.so`: the binary would then never see a GPU. We force
 //! it in with `--no-as-needed` and add an rpath to torch's lib folder so the binary runs
@@ -11,7 +15,7 @@ fn main() {
     println!("cargo:rerun-if-env-changed=DEP_TCH_LIBTORCH_LIB");
     println!("cargo:rerun-if-changed=csrc/ext.cpp");
     let lib_dir = std::env::var("DEP_TCH_LIBTORCH_LIB")
-        .expect("torch-sys reports where libtorch is (DEP_TCH_LIBTORCH_LIB); build with LIBTORCH_USE_PYTORCH=1");
+        .expect("torch-sys reports where libtorch is (DEP_TCH_LIBTORCH_LIB); run `make setup` first");
     println!("cargo:rustc-link-arg=-Wl,--no-as-needed");
     println!("cargo:rustc-link-arg=-L{lib_dir}");
     println!("cargo:rustc-link-arg=-ltorch");
@@ -31,7 +35,9 @@ fn main() {
         .file("csrc/ext.cpp")
         .compile("resnext_ext");
 
-    // torch/version.py sits next to torch/lib: report it in `resnext info`.
+    // torch/version.py sits next to torch/lib: report it in `resnext info`. torch-sys checks the
+    // version only when Python finds libtorch; a LIBTORCH folder is checked here.
+    println!("cargo:rerun-if-changed={}", torch.join("version.py").display());
     let version = std::fs::read_to_string(torch.join("version.py"))
         .ok()
         .and_then(|text| {
@@ -40,18 +46,31 @@ fn main() {
             })
         })
         .unwrap_or_else(|| "unknown".to_string());
+    let release = version.split('+').next().unwrap_or_default();
+    assert!(
+        release == TORCH_VERSION,
+        "tch 0.24 needs libtorch {TORCH_VERSION}, found {version} in {}: run `make setup`",
+        torch.display()
+    );
     println!("cargo:rustc-env=LIBTORCH_VERSION={version}");
 }
 
-/// The C++ ABI libtorch was built with, as torch-sys asks it (PyPI's 2.x wheels use the new
-/// one, so that is the answer when Python cannot say).
+/// The libtorch release tch 0.24 is written against.
+const TORCH_VERSION: &str = "2.11.0";
+
+/// The C++ ABI libtorch was built with: `LIBTORCH_CXX11_ABI` as torch-sys reads it, else asked
+/// of Python's torch, as torch-sys asks it (PyPI's 2.x wheels use the new one, so that is the
+/// answer when neither can say).
 fn cxx11_abi() -> &'static str {
-    let asked = std::process::Command::new("python3")
-        .args(["-c", "import torch; print(int(torch._C._GLIBCXX_USE_CXX11_ABI))"])
-        .output()
-        .ok()
-        .filter(|out| out.status.success())
-        .map(|out| String::from_utf8_lossy(&out.stdout).trim().to_string());
+    println!("cargo:rerun-if-env-changed=LIBTORCH_CXX11_ABI");
+    let asked = std::env::var("LIBTORCH_CXX11_ABI").ok().or_else(|| {
+        std::process::Command::new("python3")
+            .args(["-c", "import torch; print(int(torch._C._GLIBCXX_USE_CXX11_ABI))"])
+            .output()
+            .ok()
+            .filter(|out| out.status.success())
+            .map(|out| String::from_utf8_lossy(&out.stdout).trim().to_string())
+    });
     match asked.as_deref() {
         Some("0") => "0",
         _ => "1",

@@ -24,7 +24,7 @@ printing the logs. The daemons are stopped and the folder removed in every case.
   --keep   keep the temporary folder (logs, runs) for a look afterwards
 
 Environment: RESNEXT_BIN (default target/release/resnext), CIFAR10_DIR (default
-../shared/cifar10/cifar-10-batches-bin), SLURM_TEST_TIMEOUT (seconds, default 240).
+data/cifar-10-batches-bin), SLURM_TEST_TIMEOUT (seconds, default 240).
 EOF
 }
 
@@ -58,8 +58,8 @@ install_slurm() {
 }
 install_slurm
 [[ -x $RESNEXT_BIN ]] || { echo "slurm-test: $RESNEXT_BIN does not exist: run 'make build' first" >&2; exit 1; }
-export CIFAR10_DIR=${CIFAR10_DIR:-$ROOT/../shared/cifar10/cifar-10-batches-bin}
-[[ -f $CIFAR10_DIR/test_batch.bin ]] || { echo "slurm-test: no CIFAR-10 in $CIFAR10_DIR: set CIFAR10_DIR" >&2; exit 1; }
+export CIFAR10_DIR=${CIFAR10_DIR:-$ROOT/data/cifar-10-batches-bin}
+[[ -f $CIFAR10_DIR/test_batch.bin ]] || { echo "slurm-test: no CIFAR-10 in $CIFAR10_DIR: run 'make data' or set CIFAR10_DIR" >&2; exit 1; }
 
 # --- the cluster -----------------------------------------------------------------------------------
 tmp=$(mktemp -d /tmp/resnext-slurm-test.XXXXXX)
