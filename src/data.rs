@@ -1,10 +1,18 @@
-//! CIFAR-10, binary version: reading, validating and normalising (`download` fetches it).
+//! CIFAR-10, binary version: reading, validating and normalising (`download` fetches it,
+//! `pack` compresses it).
+//!
+//! A data folder holds `data_batch_1.bin` ... `data_batch_5.bin` and `test_batch.bin`, each file
+//! also accepted xz-compressed as `<name>.xz` (so a copy made small for a transfer is itself a
+//! data folder). Training batches may be missing as long as the training images asked for (the
+//! first N, `--train-limit`) are all in the batches present; every batch file present is read
+//! and validated.
 //!
 //! Images stay as u8 (150 MB for all 60,000) and are normalised one batch at a time on the
 //! model's device. Normalising before or after the augmentation's bilinear resampling gives the
 //! same values (the weights sum to one), and the fill value 0 of normalised data is the mean
 //! colour, exactly as in the blog, where Keras normalises the whole array first.
 use anyhow::{bail, ensure, Context, Result};
+use std::io::Read;
 use std::path::{Path, PathBuf};
 use tch::{Device, Kind, Tensor};
 
@@ -62,17 +70,71 @@ pub fn resolve_dir(cli: Option<&Path>) -> PathBuf {
     }
 }
 
+/// A batch file of `dir`: `name`, else `name.xz`, else none.
+pub fn find(dir: &Path, name: &str) -> Option<PathBuf> {
+    [dir.join(name), dir.join(format!("{name}.xz"))].into_iter().find(|path| path.is_file())
+}
+
+/// How many training batches `dir` has in order from the first (the images `--train-limit` can
+/// reach are 10,000 times this).
+pub fn leading_train_batches(dir: &Path) -> usize {
+    TRAIN_FILES.iter().take_while(|name| find(dir, name).is_some()).count()
+}
+
 impl Cifar10 {
-    /// Reads and validates all six batch files of `dir`.
-    pub fn load(dir: &Path) -> Result<Self> {
+    /// The test set and the first `train_limit` training images (all 50,000 without a limit) of
+    /// `dir`: an error names every file they need that the folder lacks.
+    pub fn load(dir: &Path, train_limit: Option<usize>) -> Result<Self> {
         ensure!(
             dir.is_dir(),
             "CIFAR-10 folder {} does not exist: pass --data-dir, set CIFAR10_DIR, or run `resnext data download`",
             dir.display()
         );
-        let train_paths: Vec<PathBuf> = TRAIN_FILES.iter().map(|f| dir.join(f)).collect();
-        Ok(Cifar10 { train: read_batches(&train_paths)?, test: read_batches(&[dir.join(TEST_FILE)])? })
+        let present: Vec<Option<PathBuf>> = TRAIN_FILES.iter().map(|name| find(dir, name)).collect();
+        let needed = train_limit.map_or(TRAIN_FILES.len(), |n| n.div_ceil(RECORDS_PER_FILE).min(TRAIN_FILES.len()));
+        let test = find(dir, TEST_FILE);
+        let mut missing: Vec<&str> = (0..needed).filter(|&i| present[i].is_none()).map(|i| TRAIN_FILES[i]).collect();
+        if test.is_none() {
+            missing.push(TEST_FILE);
+        }
+        if !missing.is_empty() {
+            let there = present.iter().take_while(|p| p.is_some()).count();
+            let hint = match (there, missing.contains(&TEST_FILE)) {
+                (1.., false) => format!(
+                    "; pass --train-limit {} or less to train on the first {there} batch(es), which are there",
+                    there * RECORDS_PER_FILE
+                ),
+                _ => String::new(),
+            };
+            bail!("CIFAR-10 folder {} lacks {} (or .xz){hint}", dir.display(), missing.join(", "),);
+        }
+        // Every batch present from the first on is validated, beyond the limit too: a damaged copy
+        // shows at once.
+        let train_paths: Vec<PathBuf> = present.into_iter().take_while(Option::is_some).flatten().collect();
+        let train = read_batches(&train_paths)?;
+        let test = read_batches(&[test.expect("checked above")])?;
+        Ok(Cifar10 { train: train.first(train_limit.unwrap_or(usize::MAX)), test })
     }
+}
+
+/// The test set of `dir` alone (for commands that train nothing).
+pub fn load_test(dir: &Path) -> Result<Split> {
+    let path = find(dir, TEST_FILE).with_context(|| {
+        format!("CIFAR-10 folder {} has no {TEST_FILE} (or .xz): pass --data-dir or set CIFAR10_DIR", dir.display())
+    })?;
+    read_batches(&[path])
+}
+
+/// A batch file's bytes, decompressed when its name ends in `.xz`.
+pub fn read_file(path: &Path) -> Result<Vec<u8>> {
+    let file = std::fs::File::open(path).with_context(|| format!("cannot read CIFAR-10 file {}", path.display()))?;
+    let mut bytes = Vec::with_capacity(RECORDS_PER_FILE * RECORD_BYTES);
+    let read = match path.extension().is_some_and(|e| e == "xz") {
+        true => liblzma::read::XzDecoder::new(file).read_to_end(&mut bytes),
+        false => std::io::BufReader::new(file).read_to_end(&mut bytes),
+    };
+    read.with_context(|| format!("cannot read CIFAR-10 file {}", path.display()))?;
+    Ok(bytes)
 }
 
 /// Reads and validates batch files (10,000 records each) into one split; an error names the
@@ -81,22 +143,26 @@ pub fn read_batches(paths: &[PathBuf]) -> Result<Split> {
     let mut images = Vec::with_capacity(paths.len() * RECORDS_PER_FILE * IMAGE_BYTES);
     let mut labels = Vec::with_capacity(paths.len() * RECORDS_PER_FILE);
     for path in paths {
-        let bytes = std::fs::read(path).with_context(|| format!("cannot read CIFAR-10 file {}", path.display()))?;
-        ensure!(
-            bytes.len() == RECORDS_PER_FILE * RECORD_BYTES,
-            "CIFAR-10 file {} has {} bytes, expected {} (10,000 records of 3,073 bytes): truncated or not a CIFAR-10 batch",
-            path.display(),
-            bytes.len(),
-            RECORDS_PER_FILE * RECORD_BYTES
-        );
-        parse_records(&bytes, &mut images, &mut labels)
-            .with_context(|| format!("in CIFAR-10 file {}", path.display()))?;
+        parse_batch(path, &read_file(path)?, &mut images, &mut labels)?;
     }
     let n = labels.len() as i64;
     Ok(Split {
         images: Tensor::from_slice(&images).view([n, 3, 32, 32]),
         labels: Tensor::from_slice(&labels).to_kind(Kind::Int64),
     })
+}
+
+/// Appends the records of one batch file (`bytes`, read from `path`): exactly 10,000 of them, or
+/// an error naming the file.
+pub fn parse_batch(path: &Path, bytes: &[u8], images: &mut Vec<u8>, labels: &mut Vec<u8>) -> Result<()> {
+    ensure!(
+        bytes.len() == RECORDS_PER_FILE * RECORD_BYTES,
+        "CIFAR-10 file {} has {} bytes, expected {} (10,000 records of 3,073 bytes): truncated or not a CIFAR-10 batch",
+        path.display(),
+        bytes.len(),
+        RECORDS_PER_FILE * RECORD_BYTES
+    );
+    parse_records(bytes, images, labels).with_context(|| format!("in CIFAR-10 file {}", path.display()))
 }
 
 /// Splits `bytes` into records (label byte, then 3,072 pixel bytes) and appends them. Never
@@ -185,14 +251,20 @@ impl Cifar10 {
     }
 }
 
-/// Loads `dir` and reports counts and per-channel statistics (for `resnext data check`).
+/// Loads `dir` (the test set and the training batches there, in order) and reports counts and
+/// per-channel statistics (for `resnext data check`).
 pub fn describe(dir: &Path) -> Result<String> {
     let start = std::time::Instant::now();
-    let data = Cifar10::load(dir)?;
+    let batches = leading_train_batches(dir);
+    let data = Cifar10::load(dir, Some(batches.max(1) * RECORDS_PER_FILE))?;
     let seconds = start.elapsed().as_secs_f64();
     let Statistics { train_images, test_images, train_mean: mean, train_std: std, .. } = data.statistics();
+    let partial = match batches {
+        5 => String::new(),
+        _ => format!(" ({batches} of 5 training batches)"),
+    };
     Ok(format!(
-        "{}: {train_images} train and {test_images} test images, loaded in {seconds:.2}s\ntrain mean (0-255): {:.2}, {:.2}, {:.2}\ntrain std (0-255): {:.2}, {:.2}, {:.2}\nclasses: {}",
+        "{}: {train_images} train and {test_images} test images{partial}, loaded in {seconds:.2}s\ntrain mean (0-255): {:.2}, {:.2}, {:.2}\ntrain std (0-255): {:.2}, {:.2}, {:.2}\nclasses: {}",
         dir.display(),
         mean[0], mean[1], mean[2], std[0], std[1], std[2],
         class_names(dir).join(", ")

@@ -1,7 +1,7 @@
 //! `resnext eval`: a trained run's test loss and accuracy, per class, and its confusion matrix.
 use crate::atomic_file;
 use crate::compute::ComputeRequest;
-use crate::data::{self, Cifar10};
+use crate::data;
 use crate::plot;
 use crate::run_dir::{CheckpointName, RunDir};
 use crate::scores::{self, Scoring};
@@ -47,8 +47,7 @@ pub struct Report {
 pub fn run(request: &EvalRequest) -> Result<Report> {
     let (run, which) = (RunDir::new(&request.run), request.checkpoint);
     let TrainedRun { experiment, compute, network } = TrainedRun::load(&run, which, &request.compute)?;
-    let test =
-        Cifar10::load(&request.data_dir)?.test.first(request.limit.unwrap_or(usize::MAX)).to_device(compute.device);
+    let test = data::load_test(&request.data_dir)?.first(request.limit.unwrap_or(usize::MAX)).to_device(compute.device);
     let scores = scores::score(&network, &test, &compute, Scoring::of(&experiment, request.batch, compute.device));
     let (accuracy, logits) = (scores.accuracy, &scores.logits);
 

@@ -10,6 +10,7 @@ pub mod batches;
 pub mod data;
 pub mod download;
 pub mod network;
+pub mod pack;
 pub mod resnext;
 
 // Configs, and how and where tensors run.

@@ -5,7 +5,7 @@ mod cli;
 use anyhow::Result;
 use clap::Parser;
 use cli::{Cli, Command, DataCommand};
-use resnext::{data, download, eval, export, host, info, plot, predict, summary, tensorboard, train};
+use resnext::{data, download, eval, export, host, info, pack, plot, predict, summary, tensorboard, train};
 
 fn main() {
     // Output piped into a reader that stops early (`resnext info | head`) ends us quietly, as it
@@ -36,6 +36,14 @@ fn dispatch(command: Command) -> Result<i32> {
             println!("CIFAR-10 is in {}; use --data-dir {0} or CIFAR10_DIR={0}", dir.display());
         }
         Command::Data { command: DataCommand::Check(args) } => println!("{}", data::describe(&args.resolve())?),
+        Command::Data { command: DataCommand::Pack(args) } => {
+            let written = pack::pack(&args.data.resolve(), &args.to, &args.train_batches, args.level)?;
+            for file in &written {
+                println!("wrote {} ({:.1} MB)", file.path.display(), file.bytes as f64 / 1e6);
+            }
+            let total: u64 = written.iter().map(|f| f.bytes).sum();
+            println!("{}: {:.1} MB in all; use --data-dir {0}", args.to.display(), total as f64 / 1e6);
+        }
         Command::Train(args) => {
             if let train::Outcome::Interrupted = train::run(&args.request())? {
                 return Ok(130);

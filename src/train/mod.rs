@@ -67,8 +67,8 @@ pub fn run(request: &TrainRequest) -> Result<Outcome> {
     let plan = RunPlan::new(request)?;
     let (experiment, limits) = (&plan.experiment, &plan.limits);
     let compute = Compute::new(&request.compute, experiment.precision);
-    let data = Cifar10::load(&request.data_dir)?;
-    let train = data.train.first(limits.train_limit.unwrap_or(usize::MAX)).to_device(compute.device);
+    let data = Cifar10::load(&request.data_dir, limits.train_limit)?;
+    let train = data.train.to_device(compute.device);
     let test = data.test.first(limits.test_limit.unwrap_or(usize::MAX)).to_device(compute.device);
     let mut learner = Learner::new(experiment, &compute);
     let state = match plan.resume {

@@ -13,7 +13,7 @@ const KNOWN: [(&str, [f64; 3], [f64; 3]); 2] = [
 #[test]
 fn loads_the_real_dataset_with_the_published_statistics() {
     let start = std::time::Instant::now();
-    let data = Cifar10::load(&data_dir()).unwrap();
+    let data = Cifar10::load(&data_dir(), None).unwrap();
     eprintln!("loaded 60,000 images in {:?}", start.elapsed());
     assert_eq!(data.train.images.kind(), Kind::Uint8);
     let Statistics { train_images, test_images, train_per_class, test_per_class, train_mean, train_std } =

@@ -51,7 +51,9 @@ fn bad_data_files_are_named_and_change_nothing() {
     // (file replaced, its new bytes or None for missing, what the error must name)
     type Case<'a> = (&'a str, Option<Vec<u8>>, Vec<&'a str>);
     let cases: Vec<Case> = vec![
-        ("data_batch_3.bin", None, vec!["data_batch_3.bin"]),
+        // A batch the run needs (its 320 images are in the first); one it does not need may be
+        // missing (a_folder_with_some_training_batches_trains_within_them).
+        ("data_batch_1.bin", None, vec!["data_batch_1.bin"]),
         ("data_batch_3.bin", Some(real[..1000].to_vec()), vec!["data_batch_3.bin", "1000 bytes"]),
         ("data_batch_3.bin", Some([real.clone(), vec![0; 10]].concat()), vec!["data_batch_3.bin", "30730010 bytes"]),
         ("data_batch_2.bin", Some(bad_label), vec!["data_batch_2.bin", "record 5", "label byte 11"]),
@@ -69,6 +71,47 @@ fn bad_data_files_are_named_and_change_nothing() {
     assert_fails_with(&train_tiny(&dir.path().join("new"), &["--data-dir", &empty]), &["data_batch_1.bin"]);
     assert_fails_with(&train_tiny(&dir.path().join("new"), &["--data-dir", "/no/such/folder"]), &["/no/such/folder"]);
     assert!(!dir.path().join("new").exists(), "a failed start must not create the run folder");
+}
+
+#[test]
+fn a_folder_with_some_training_batches_trains_within_them_and_names_the_missing_ones() {
+    let _guard = serial();
+    let dir = tempfile::tempdir().unwrap();
+    // The test batch and the first training batch, xz-compressed, as `data pack` writes them.
+    let packed = dir.path().join("packed");
+    let (from, to) = (data_dir().display().to_string(), packed.display().to_string());
+    let output =
+        run_resnext(&["data", "pack", "--data-dir", &from, "--to", &to, "--train-batches", "1", "--level", "0"]);
+    assert!(output.status.success(), "{}", stderr(&output));
+    let mut names: Vec<String> =
+        std::fs::read_dir(&packed).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().to_string()).collect();
+    names.sort();
+    assert_eq!(names, [META_FILE, "data_batch_1.bin.xz", "test_batch.bin.xz"]);
+    // Within the batch there: the same run as on the plain folder, to the last digit.
+    let (plain, small) = (dir.path().join("plain"), dir.path().join("small"));
+    for (run, data) in [(&plain, &from), (&small, &to)] {
+        let output = train_tiny(run, &["--epochs", "1", "--data-dir", data]);
+        assert!(output.status.success(), "{}", stderr(&output));
+    }
+    let rows = |run: &Path| metrics_rows(run).iter().map(without_timings).collect::<Vec<_>>();
+    assert_eq!(rows(&small), rows(&plain));
+    // Beyond it, or without a limit, the missing files are named, with the limit that would fit.
+    let beyond = train_tiny(&dir.path().join("beyond"), &["--train-limit", "15000", "--data-dir", &to]);
+    assert_fails_with(&beyond, &["data_batch_2.bin", "--train-limit 10000 or less"]);
+    assert!(!stderr(&beyond).contains("data_batch_3.bin"), "only what 15,000 images need: {}", stderr(&beyond));
+    let out = dir.path().join("all").display().to_string();
+    let all = bin().args(["train", &tiny(), "--out", &out, "--device", "cpu", "--data-dir", &to]).output().unwrap();
+    assert_fails_with(&all, &["data_batch_2.bin, data_batch_3.bin, data_batch_4.bin, data_batch_5.bin"]);
+    // Commands that train nothing need the test batch only; `data check` says what is there.
+    let check = run_resnext(&["data", "check", "--data-dir", &to]);
+    assert!(
+        stdout(&check).contains("10000 train and 10000 test images (1 of 5 training batches)"),
+        "{}",
+        stdout(&check)
+    );
+    let eval =
+        run_resnext(&["eval", &small.display().to_string(), "--data-dir", &to, "--device", "cpu", "--limit", "100"]);
+    assert!(eval.status.success(), "{}", stderr(&eval));
 }
 
 #[test]
