@@ -1,7 +1,24 @@
 //! The process and the machine it runs on: the libtorch it was built against, CPU threads,
 //! glibc's allocator tunables, and what the CPU is and computes natively.
+use std::path::{Path, PathBuf};
 /// The libtorch version this binary was built against (read from the wheel by `build.rs`).
 pub const LIBTORCH_VERSION: &str = env!("LIBTORCH_VERSION");
+
+/// The libtorch this process runs on: the folder it was loaded from (the build's rpath, or
+/// wherever `LD_LIBRARY_PATH` pointed) and the version its wheel states there
+/// (`torch/version.py` beside `torch/lib`), when that can be read.
+pub fn loaded_libtorch() -> Option<(PathBuf, Option<String>)> {
+    let maps = std::fs::read_to_string("/proc/self/maps").ok()?;
+    let library = maps
+        .lines()
+        .filter_map(|line| line.split_whitespace().nth(5))
+        .find(|path| Path::new(path).file_name().is_some_and(|name| name == "libtorch_cpu.so"))?;
+    let folder = Path::new(library).parent()?.to_path_buf();
+    let version = std::fs::read_to_string(folder.join("../version.py")).ok().and_then(|text| {
+        text.lines().find_map(|line| Some(line.strip_prefix("__version__ = ")?.trim_matches(['\'', '"']).to_string()))
+    });
+    Some((folder, version))
+}
 
 /// One intra-op thread per core (libtorch's default may count hyper-threads or a cgroup's
 /// quota differently), and a single inter-op thread: the network is one chain of operations.

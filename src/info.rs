@@ -8,7 +8,15 @@ pub fn report() -> String {
     let version = |v: Option<i64>, text: fn(i64) -> String| v.map(text).unwrap_or_else(|| "none".into());
     let mut lines = vec![
         format!("resnext {}", env!("CARGO_PKG_VERSION")),
-        format!("libtorch: {}", host::LIBTORCH_VERSION),
+        match host::loaded_libtorch() {
+            Some((folder, version)) => format!(
+                "libtorch: {} loaded from {} (built against {})",
+                version.as_deref().unwrap_or("version unknown"),
+                folder.display(),
+                host::LIBTORCH_VERSION
+            ),
+            None => format!("libtorch: built against {}; where it was loaded from is unknown", host::LIBTORCH_VERSION),
+        },
         format!(
             "libtorch's CUDA runtime: {}, cuDNN: {}",
             version(runtime, |v| gpus::cuda_version_text(v as i32)),

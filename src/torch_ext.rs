@@ -141,7 +141,8 @@ pub fn is_channels_last(x: &Tensor) -> bool {
 }
 
 /// TensorFloat-32 for float32 convolutions (cuDNN) and matrix products (cuBLAS): faster on
-/// Ampere and newer GPUs, with a 10-bit mantissa in the products. Off by default in libtorch.
+/// Ampere and newer GPUs, with a 10-bit mantissa in the products. libtorch's own defaults differ
+/// (on for cuDNN convolutions, off for cuBLAS), so `Compute` always sets both, to the same value.
 pub fn set_tf32(enabled: bool) {
     check(unsafe { ext_set_tf32(enabled) }, "TF32 switch");
 }

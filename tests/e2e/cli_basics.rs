@@ -7,7 +7,13 @@ fn info_reports_libtorch_and_cuda() {
     let output = run_resnext(&["info"]);
     assert!(output.status.success(), "{}", stderr(&output));
     let text = stdout(&output);
-    assert!(text.contains(&format!("libtorch: {}", resnext::host::LIBTORCH_VERSION)), "{text}");
+    // The libtorch loaded (the build's, found by the rpath) and the one built against.
+    let built = resnext::host::LIBTORCH_VERSION;
+    let line = text.lines().find(|l| l.starts_with("libtorch: ")).unwrap_or_else(|| panic!("{text}"));
+    assert!(line.starts_with(&format!("libtorch: {built} loaded from ")), "{line}");
+    assert!(line.ends_with(&format!(" (built against {built})")), "{line}");
+    let folder = line.split(" loaded from ").nth(1).unwrap().split(" (built").next().unwrap();
+    assert!(std::path::Path::new(folder).join("libtorch_cpu.so").is_file(), "{line}");
     let driver = resnext::gpus::driver();
     if driver.gpus.is_empty() {
         assert!(text.contains("CUDA available: false") && text.contains("GPU count: 0"), "{text}");
