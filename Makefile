@@ -42,7 +42,7 @@ ifeq ($(origin CIFAR10_DIR), undefined)
   endif
 endif
 
-.PHONY: setup build lint test plain-cargo-test demo data run-all bench slurm-test gpu-check clean
+.PHONY: setup build lint test plain-cargo-test demo data run-all bench bundle slurm-test gpu-check clean
 
 setup: $(STAMP) $(CARGO_CONFIG) build
 
@@ -122,6 +122,15 @@ slurm-test: build
 # runs every step at tiny sizes on a CPU.
 gpu-check: build
 	./scripts/gpu-check.sh $(GPU_CHECK_ARGS)
+
+# dist/resnext: the binary with a launcher that finds its libtorch on a machine without Rust,
+# the scripts, experiments and the PyTorch peer (scripts/bundle.sh --help). BUNDLE_TRAIN_BATCHES=1
+# also packs the test batch and the first training batch, xz-compressed, as its default data.
+BUNDLE_OUT ?= dist/resnext
+BUNDLE_TRAIN_BATCHES ?= 0
+BUNDLE_XZ_LEVEL ?= 9
+bundle: build $(if $(filter 0,$(BUNDLE_TRAIN_BATCHES)),,data)
+	./scripts/bundle.sh --out $(BUNDLE_OUT) --train-batches $(BUNDLE_TRAIN_BATCHES) --level $(BUNDLE_XZ_LEVEL)
 
 bench: setup
 	$(BIN) bench my_resnext --mode train

@@ -98,6 +98,12 @@ done
 [[ $per_gpu =~ ^[1-9][0-9]*$ ]] || die "--per-gpu must be a positive whole number, not '$per_gpu'"
 [[ -n $results ]] || die "--results needs a folder"
 [[ -x $BIN ]] || die "the resnext binary $BIN does not exist: run 'make build' (or set RESNEXT_BIN)"
+# The binary runs here (a bundle's launcher refuses a libtorch it was not built against, in one
+# line): said once, before any run starts.
+if ! answer=$("$BIN" --version 2>&1); then
+  echo "run-all: $BIN does not run here: $answer" >&2
+  exit 1
+fi
 
 experiments=("${BLOG_EXPERIMENTS[@]}")
 if [[ -n $only ]]; then
