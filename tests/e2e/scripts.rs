@@ -91,7 +91,7 @@ fn one_sigint_stops_run_all_with_a_checkpoint_and_a_rerun_completes() {
     let run = results.join("demo");
     let mut child = spawn_run_all(&results, &[], "2");
     // After the first epoch: SIGINT to the whole process group, as Ctrl-C in a terminal sends it.
-    wait_for_line(&run.join("train.log"), "epoch 1/2:", Duration::from_secs(120), &mut child);
+    wait_for_line(&run.join("train.log"), "epoch 1/2:", Duration::from_secs(600), &mut child);
     let pgid = child.id() as i32;
     signal(-pgid, libc::SIGINT);
     let (status, stdout, stderr) = finish(child, &results);
@@ -125,7 +125,7 @@ fn a_run_folder_being_trained_is_refused_to_a_second_trainer_and_sigterm_stops_r
     let run = results.join("demo");
     let mut child = spawn_run_all(&results, &[], "3");
     // "training demo on ..." is printed once the run folder is locked.
-    wait_for_line(&run.join("train.log"), "training demo on ", Duration::from_secs(60), &mut child);
+    wait_for_line(&run.join("train.log"), "training demo on ", Duration::from_secs(600), &mut child);
     let out = run.display().to_string();
     let by_hand = run_resnext(&["train", "demo", "--device", "cpu", "--resume", "--out", &out]);
     assert!(!by_hand.status.success());
@@ -207,6 +207,7 @@ fn every_other_script_explains_itself_with_help() {
         "slurm/plots.sbatch",
         "gpu-check.sh",
         "bench-cpu.sh",
+        "bundle.sh",
     ];
     for name in scripts {
         let output = script(name).arg("--help").output().unwrap();
@@ -215,32 +216,160 @@ fn every_other_script_explains_itself_with_help() {
     }
 }
 
-/// The GPU self-check on this CPU at tiny sizes: every step runs and the report is written.
-#[test]
-fn gpu_check_runs_every_step_at_tiny_sizes_on_the_cpu() {
-    let _guard = serial();
-    let dir = tempfile::tempdir().unwrap();
-    let out: PathBuf = dir.path().join("gpu-check");
-    let start = Instant::now();
-    let output = script("gpu-check.sh")
-        .args(["--device", "cpu", "--quick", "--out", &out.display().to_string()])
+/// `scripts/bundle.sh` into a temporary folder, with the test batch and one training batch (xz
+/// level 0: the rehearsal times the check, not the compression), as if copied to a machine where
+/// the build's libtorch is not: its libtorch record points nowhere, so the launcher must find
+/// python3's torch.
+fn bundle(dir: &Path) -> PathBuf {
+    let bundle = dir.join("resnext");
+    let output = script("bundle.sh")
+        .args(["--out", &bundle.display().to_string(), "--train-batches", "1", "--level", "0"])
+        .env("RESNEXT_BIN", env!("CARGO_BIN_EXE_resnext"))
         .output()
         .unwrap();
+    assert!(output.status.success(), "{}", stderr(&output));
+    let printed = stdout(&output);
+    let size = printed.split(" is ").nth(1).and_then(|s| s.split(" MiB").next()).and_then(|s| s.parse::<f64>().ok());
+    let size = size.unwrap_or_else(|| panic!("no size in {printed:?}"));
+    assert!(size <= 60.0, "the bundle is {size} MiB, more than 60: {printed}");
+    let record = bundle.join("target/release/resnext.libtorch");
+    let text = std::fs::read_to_string(&record).unwrap();
+    assert!(text.contains(&format!("version={}\n", resnext::host::LIBTORCH_VERSION)), "{text}");
+    let elsewhere: String = text
+        .lines()
+        .map(|l| if l.starts_with("rpath=") { "rpath=/not/on/this/machine" } else { l })
+        .collect::<Vec<_>>()
+        .join("\n");
+    std::fs::write(&record, elsewhere + "\n").unwrap();
+    bundle
+}
+
+/// A `PATH` with bash's tools and `bin/python3` (running `python`), but no cargo and no project
+/// venv: what a GPU machine without Rust offers.
+fn machine_without_rust(dir: &Path, python: &str) -> String {
+    let bin = dir.join("bin");
+    std::fs::create_dir_all(&bin).unwrap();
+    let python3 = bin.join("python3");
+    std::fs::write(&python3, format!("#!/bin/sh\nexec {python} \"$@\"\n")).unwrap();
+    std::fs::set_permissions(&python3, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    if Path::new("/usr/bin/cargo").exists() {
+        eprintln!("note: /usr/bin has a cargo: this PATH is not free of Rust on this machine");
+    }
+    format!("{}:/usr/bin:/bin", bin.display())
+}
+
+/// The rehearsal of a GPU slot on this CPU: the bundle's gpu-check at tiny sizes, on a `PATH`
+/// without cargo or the venv, passes every check (the peer's included) inside its budget and
+/// leaves exactly the three files.
+#[test]
+fn the_bundle_runs_gpu_check_on_a_machine_without_rust_and_leaves_three_files() {
+    let _guard = serial();
+    let dir = tempfile::tempdir().unwrap();
+    let bundle = bundle(dir.path());
+    let path = machine_without_rust(dir.path(), &root().join(".venv/bin/python3").display().to_string());
+    let out = dir.path().join("out");
+    let start = Instant::now();
+    let output = Command::new(bundle.join("scripts/gpu-check.sh"))
+        .args(["--device", "cpu", "--quick", "--budget", "240", "--out", &out.display().to_string()])
+        .current_dir(dir.path())
+        .env_clear()
+        .env("PATH", &path)
+        .env("HOME", std::env::var("HOME").unwrap())
+        .env("CUDA_VISIBLE_DEVICES", "")
+        .output()
+        .unwrap();
+    let seconds = start.elapsed().as_secs_f64();
     let (text, err) = (stdout(&output), stderr(&output));
     assert!(output.status.success(), "gpu-check failed:\n{text}\n{err}");
     assert!(text.contains("gpu-check: passed"), "{text}");
-    let report = std::fs::read_to_string(out.join("report.md")).unwrap();
+    assert!(seconds <= 240.0, "gpu-check took {seconds:.0}s of a 240s budget");
+    let mut files: Vec<String> =
+        std::fs::read_dir(&out).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().to_string()).collect();
+    files.sort();
+    assert_eq!(files, ["logs.tar.gz", "report.json", "report.md"]);
     let json: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(out.join("report.json")).unwrap()).unwrap();
     assert_eq!(json["passed"], true, "{json}");
-    for key in ["bench", "interrupt_resume", "export", "run_all", "checks", "info", "date"] {
-        assert!(!json[key].is_null(), "report.json lacks {key}: {json}");
-    }
     let failed: Vec<_> =
         json["checks"].as_array().unwrap().iter().filter(|c| c["ok"] != true).map(|c| c.to_string()).collect();
     assert!(failed.is_empty(), "failed checks: {failed:?}");
-    for section in ["## Benchmarks", "## Interrupt and resume", "## Export", "## run-all"] {
+    for phase in
+        ["info", "bench-64", "bench-512", "memory-format", "peer-compiled", "train-resume", "eval-export", "run-all"]
+    {
+        assert_eq!(json["phases"][phase]["status"], "ran", "phase {phase}: {}", json["phases"]);
+    }
+    assert!(json["ours_vs_peer"].as_array().unwrap().len() >= 4, "{}", json["ours_vs_peer"]);
+    // The data it used is named beside every accuracy: one training batch, packed.
+    let data = json["data"].as_str().unwrap();
+    assert!(data.contains("1 of 5 training batches") && data.contains("data_batch_1.bin.xz"), "{data}");
+    let report = std::fs::read_to_string(out.join("report.md")).unwrap();
+    for section in ["## Phases", "## Speed", "## Interrupt and resume", "## Export", "## run-all"] {
         assert!(report.contains(section), "report.md lacks {section}:\n{report}");
     }
-    eprintln!("gpu-check --device cpu --quick took {:.0?}", start.elapsed());
+    assert!(report.matches("1 of 5 training batches").count() >= 3, "{report}");
+    // The logs are text, and only text.
+    let listing = Command::new("tar").arg("-tzf").arg(out.join("logs.tar.gz")).output().unwrap();
+    let names = stdout(&listing);
+    assert!(names.contains("logs/info.out") && names.contains("records.tsv"), "{names}");
+    assert!(!names.contains(".safetensors") && !names.contains("model.pt\n"), "{names}");
+    eprintln!("the bundle's gpu-check --device cpu --quick took {seconds:.0}s");
+}
+
+/// Without CUDA, `--device cuda` stops right after finding out, says why, and still leaves its
+/// three files.
+#[test]
+fn gpu_check_stops_at_once_when_cuda_is_unavailable() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("out");
+    let start = Instant::now();
+    let output =
+        script("gpu-check.sh").args(["--device", "cuda", "--out", &out.display().to_string()]).output().unwrap();
+    assert_eq!(output.status.code(), Some(1), "{}", stdout(&output));
+    assert!(start.elapsed() < Duration::from_secs(60), "it went on for {:?}", start.elapsed());
+    assert!(stdout(&output).contains("CUDA is not available"), "{}", stdout(&output));
+    let json: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("report.json")).unwrap()).unwrap();
+    assert_eq!(json["passed"], false);
+    let cuda = json["checks"].as_array().unwrap().iter().find(|c| c["name"] == "cuda-available").unwrap();
+    assert!(cuda["detail"].as_str().unwrap().contains("libtorch sees no CUDA device"), "{cuda}");
+    assert!(json["phases"]["bench-64"].is_null(), "nothing after info ran: {}", json["phases"]);
+    assert!(out.join("report.md").is_file() && out.join("logs.tar.gz").is_file());
+}
+
+/// Another torch than the one built against is refused in one line, naming both, before
+/// anything runs; so is a machine whose python3 has no torch.
+#[test]
+fn the_bundle_refuses_another_torch_in_one_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let bundle = bundle(dir.path());
+    // A torch 2.10.0 for CPUs, with the old C++ ABI (its libc10.so has no __cxx11 names).
+    let fake = dir.path().join("site/torch");
+    std::fs::create_dir_all(fake.join("lib")).unwrap();
+    std::fs::write(fake.join("version.py"), "__version__ = '2.10.0+cpu'\n").unwrap();
+    for library in ["libtorch_cpu.so", "libc10.so"] {
+        std::fs::write(fake.join("lib").join(library), b"\x7fELF not really").unwrap();
+    }
+    let finder = dir.path().join("find-torch");
+    std::fs::write(&finder, format!("#!/bin/sh\necho {}\n", fake.display())).unwrap();
+    std::fs::set_permissions(&finder, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    let launch = |python: &str, command: &[&str]| {
+        let path = machine_without_rust(&dir.path().join(format!("machine-{}", command.len())), python);
+        let (program, args) = command.split_first().unwrap();
+        Command::new(bundle.join(program)).args(args).env_clear().env("PATH", path).output().unwrap()
+    };
+    let built = resnext::host::LIBTORCH_VERSION;
+    for command in [&["target/release/resnext", "info"][..], &["scripts/run-all.sh", "--device", "cpu"]] {
+        let output = launch(&finder.display().to_string(), command);
+        let err = stderr(&output);
+        assert!(!output.status.success(), "{command:?} ran: {}", stdout(&output));
+        assert_eq!(err.lines().count(), 1, "one line: {err}");
+        assert!(
+            err.contains("torch 2.10.0+cpu with C++ ABI 0") && err.contains(&format!("built against torch {built}")),
+            "{err}"
+        );
+        assert!(stdout(&output).is_empty(), "nothing ran: {}", stdout(&output));
+    }
+    let output = launch("/bin/false", &["target/release/resnext", "info"]);
+    let err = stderr(&output);
+    assert!(!output.status.success() && err.lines().count() == 1 && err.contains("has no torch"), "{err}");
 }
