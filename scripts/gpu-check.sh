@@ -226,11 +226,12 @@ write_report() {
 
 # The phases in order of value: name, weight (its share of the time left against the phases
 # after it) and the least time it needs to be worth starting.
-phases=(info:1:5 bench-64:3:40 bench-512:3:30 memory-format:1:20 peer-compiled:3:45 train-resume:3:40
+phases=(info:1:5 bench-64:3:40 bench-512:4:30 memory-format:1:20 peer-compiled:4:45 train-resume:3:40
   eval-export:1:20 run-all:3:60)
 if ((quick)); then
-  phases=(info:1:3 bench-64:3:15 bench-512:5:15 memory-format:2:6 peer-compiled:3:20 train-resume:3:12
-    eval-export:2:8 run-all:5:30)
+  # Tiny sizes: each command's start-up (loading libtorch, torch in Python) is most of its time.
+  phases=(info:1:3 bench-64:4:15 bench-512:5:15 memory-format:2:6 peer-compiled:3:20 train-resume:1:8
+    eval-export:1:6 run-all:2:12)
 fi
 phase_name=""
 phase_start=$SECONDS

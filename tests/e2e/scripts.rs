@@ -293,6 +293,7 @@ fn the_bundle_runs_gpu_check_on_a_machine_without_rust_and_leaves_three_files() 
     let failed: Vec<_> =
         json["checks"].as_array().unwrap().iter().filter(|c| c["ok"] != true).map(|c| c.to_string()).collect();
     assert!(failed.is_empty(), "failed checks: {failed:?}");
+    assert_eq!(json["skipped"], serde_json::json!([]), "every measurement ran");
     for phase in
         ["info", "bench-64", "bench-512", "memory-format", "peer-compiled", "train-resume", "eval-export", "run-all"]
     {
