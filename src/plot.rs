@@ -1,5 +1,6 @@
 //! The blog's figures as PNGs: training/test accuracy and loss per epoch for the runs being
-//! compared, their learning rates when a rule moves them, and a confusion matrix for `eval`.
+//! compared (the test panels read the test columns when a run has them), their learning rates
+//! when a rule moves them, and a confusion matrix for `eval`.
 use crate::atomic_file;
 use crate::config::{Experiment, LrSchedule};
 use crate::experiments;
@@ -246,8 +247,8 @@ pub fn draw_comparison(name: &str, title: &str, runs: &[RunCurves], out: &Path, 
         let panels_series: [Panel; 4] = [
             ("Training accuracy", "accuracy", |r| r.accuracy),
             ("Training loss (incl. L2)", "loss", |r| r.loss),
-            ("Test accuracy", "val_accuracy", |r| r.val_accuracy),
-            ("Test loss (incl. L2)", "val_loss", |r| r.val_loss),
+            ("Test accuracy", "test accuracy", EpochRow::test_accuracy),
+            ("Test loss (incl. L2)", "test loss", EpochRow::test_loss),
         ];
         for (panel, (caption, label, value)) in panels.iter().zip(panels_series) {
             let series: Vec<Series> =
@@ -465,6 +466,8 @@ mod tests {
             val_ce_loss: 1.0,
             epoch_seconds: 60.0,
             images_per_second: 100.0,
+            test_loss: None,
+            test_accuracy: None,
         };
         RunCurves {
             name: lr_schedule.to_string(),

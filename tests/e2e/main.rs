@@ -12,3 +12,4 @@ mod robustness;
 mod scripts;
 mod tensorboard_cli;
 mod train_cli;
+mod validation;
