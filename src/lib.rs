@@ -38,6 +38,9 @@ pub mod run_dir;
 pub mod run_lock;
 pub mod trained_run;
 
+// The study's verdict: the statistics it is judged with.
+pub mod stats;
+
 // The other commands.
 pub mod bench;
 pub mod eval;
