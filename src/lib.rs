@@ -34,6 +34,7 @@ pub mod atomic_file;
 pub mod checkpoint;
 pub mod event_log;
 pub mod metrics;
+pub mod results;
 pub mod run_dir;
 pub mod run_lock;
 pub mod trained_run;
