@@ -39,7 +39,8 @@ pub mod run_dir;
 pub mod run_lock;
 pub mod trained_run;
 
-// The study's verdict: the statistics it is judged with.
+// The study's verdict: claims and the statistics they are judged with.
+pub mod claims;
 pub mod stats;
 
 // The other commands.
@@ -50,6 +51,7 @@ pub mod info;
 pub mod plot;
 pub mod predict;
 pub mod progress;
+pub mod report;
 pub mod summary;
 pub mod tensorboard;
 
