@@ -8,6 +8,7 @@ mod data;
 mod fuzz;
 mod layout;
 mod recipes;
+mod report;
 mod robustness;
 mod scripts;
 mod tensorboard_cli;
