@@ -452,7 +452,7 @@ fn to_markdown(report: &Report, figures: &[(String, String)]) -> String {
     if !figures.is_empty() {
         let _ = writeln!(w, "## Figures\n");
         for (title, file) in figures {
-            let _ = writeln!(w, "![{}]({file})\n", cell(title));
+            let _ = writeln!(w, "![{} ({})]({file})\n", cell(title), file.trim_start_matches("figures/"));
         }
     }
     md
