@@ -4,6 +4,7 @@
 //! from the lowest to the highest; the test panels read the test columns when a run has them.
 use crate::atomic_file;
 use crate::config::{Experiment, LrSchedule};
+use crate::data::TRAIN_IMAGES;
 use crate::experiments;
 use crate::metrics::{self, EpochRow};
 use crate::results::{self, ExperimentDirs};
@@ -72,15 +73,15 @@ pub struct RunCurves {
     pub steps_per_epoch: usize,
 }
 
-/// CIFAR-10's training images, for runs whose `run.json` is missing (copied CSVs).
-const TRAIN_IMAGES: usize = 50_000;
-
 pub fn read_run(dir: &Path) -> Result<RunCurves> {
     let run = RunDir::new(dir);
     let rows = metrics::read(&run.metrics())?;
     let name = dir.file_name().map(|n| n.to_string_lossy().to_string()).unwrap_or_else(|| dir.display().to_string());
     let experiment = run.load_experiment()?;
-    let images = run.load_limits().ok().and_then(|s| s.train_limit).unwrap_or(TRAIN_IMAGES).min(TRAIN_IMAGES);
+    // The images it trained on: CIFAR-10's 50,000 less those held out, then the limit (none
+    // when `run.json` is missing: copied CSVs).
+    let available = TRAIN_IMAGES - experiment.validation.min(TRAIN_IMAGES);
+    let images = run.load_limits().ok().and_then(|s| s.train_limit).unwrap_or(available).min(available);
     let steps_per_epoch = images.div_ceil(experiment.batch_size);
     Ok(RunCurves { name, rows, experiment, steps_per_epoch })
 }
@@ -635,6 +636,22 @@ mod tests {
         // The step rule drawn as its staircase: 0.05 for three epochs, then 0.01 (Keras's float32 lr).
         let lrs: Vec<f64> = series[0].points.iter().map(|p| p.1).collect();
         assert!(lrs.first() == Some(&(0.05f32 as f64)) && lrs.last() == Some(&(0.01f32 as f64)), "{lrs:?}");
+    }
+
+    #[test]
+    fn a_runs_steps_per_epoch_leave_out_its_held_out_images() {
+        let dir = tempfile::tempdir().unwrap();
+        let run = RunDir::new(dir.path());
+        let mut experiment = tiny_experiment(&["validation=5000"]);
+        std::fs::write(run.config(), experiment.to_pretty_json()).unwrap();
+        metrics::rewrite(&run.metrics(), &curves(STEP, 1).rows, false).unwrap();
+        // tiny.json's batch 32: 45,000 images without a limit, 1,000 with one.
+        assert_eq!(read_run(dir.path()).unwrap().steps_per_epoch, 45_000 / 32 + 1);
+        std::fs::write(run.limits(), r#"{"train_limit": 1000, "test_limit": null}"#).unwrap();
+        assert_eq!(read_run(dir.path()).unwrap().steps_per_epoch, 1000 / 32 + 1);
+        experiment.validation = 49_500;
+        std::fs::write(run.config(), experiment.to_pretty_json()).unwrap();
+        assert_eq!(read_run(dir.path()).unwrap().steps_per_epoch, 500 / 32 + 1);
     }
 
     #[test]

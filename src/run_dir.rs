@@ -10,6 +10,7 @@
 //! | `confusion_matrix.png` | [`crate::plot`], for `eval` |
 //! | `model.pt`, `model.pt.json` | [`crate::export`] (default location) |
 //! | `.lock` | [`crate::run_lock`], held while a process trains the run |
+//! | `train.log` | the trainer's output when `scripts/run-all.sh` or a SLURM task runs it; [`crate::results`] reads a failed start's error there |
 use crate::atomic_file::write_bytes;
 use crate::config::Experiment;
 use crate::run_lock::RunLock;
