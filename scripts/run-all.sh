@@ -379,8 +379,10 @@ fi
 
 echo "run-all: summary"
 rc=0
+width=18 # the longest run name, at least 18 (seed runs are named <experiment>/seed-<k>)
+for exp in "${runs[@]}"; do ((${#exp} <= width)) || width=${#exp}; done
 for exp in "${runs[@]}"; do
-  printf '  %-18s %-12s %s\n' "$exp" "${status[$exp]}" "${detail[$exp]}"
+  printf '  %-*s %-12s %s\n' "$width" "$exp" "${status[$exp]}" "${detail[$exp]}"
   case ${status[$exp]} in
     finished) ;;
     failed) rc=1 ;;
