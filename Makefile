@@ -101,6 +101,9 @@ data: build
 
 # The blog's recipe and a modern one on the same small network, drawn together, in under
 # 10 minutes on 2 cores: both train on the first 20,000 training images (DEMO_ARGS= for all 50,000).
+# Then the report of the two runs, with the demo's claim (demo_fast beats demo): one run each,
+# so it gives the difference, not a verdict (scripts/run-all.sh --only demo,demo_fast --seeds N
+# trains several seeds of each).
 DEMO_ARGS ?= --train-limit 20000
 demo: data
 	$(BIN) train demo --force $(DEMO_ARGS)
@@ -109,9 +112,13 @@ demo: data
 	$(BIN) eval results/demo_fast
 	$(BIN) plot results/demo results/demo_fast --out plots/demo
 	cp results/demo_fast/confusion_matrix.png plots/demo/
+	$(BIN) report results/demo results/demo_fast --out plots/demo/report.md
 
+# The five blog runs on every GPU, their figures, and the report of the whole study
+# (results/report.md); RUN_ALL_ARGS adds options, e.g. RUN_ALL_ARGS="--seeds 3".
+RUN_ALL_ARGS ?=
 run-all: data
-	./scripts/run-all.sh
+	./scripts/run-all.sh $(RUN_ALL_ARGS)
 
 # A one-node SLURM cluster on localhost (installs slurm-wlm and munge when missing) running
 # scripts/slurm/run-all.sbatch with tiny CPU runs; see scripts/slurm/test.sh --help.

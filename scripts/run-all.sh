@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
-# Train the blog's five experiments, several at once on the GPUs libtorch sees, then draw the
-# figures. Every run resumes where it stopped; one Ctrl-C stops them all with a checkpoint.
-# `scripts/run-all.sh --help` explains every option.
+# Train the blog's five experiments (each once, or with several seeds), several at once on the
+# GPUs libtorch sees, then draw the figures and write the report of the study. Every run resumes
+# where it stopped; one Ctrl-C stops them all with a checkpoint. `scripts/run-all.sh --help`
+# explains every option.
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -13,8 +14,10 @@ usage() {
 Usage: scripts/run-all.sh [options] [-- resnext-train-options...]
 
 Trains the blog's experiments (${BLOG_EXPERIMENTS[*]}),
-each with \`resnext train <experiment> --resume\`, then draws the figures with \`resnext plot\`.
-A rerun resumes every run where it stopped (finished runs are left as they are).
+each with \`resnext train <experiment> --resume\`, then draws the figures with \`resnext plot\`
+and writes the report of the study with \`resnext report\` (RESULTS/report.md and report.json:
+each claim of experiments/claims.json with its verdict). A rerun resumes every run where it
+stopped (finished runs are left as they are).
 
 Options:
   --device cuda|cpu  cuda (default): every GPU that libtorch sees (\`resnext info --gpus\`, so
@@ -24,6 +27,11 @@ Options:
                      when one ends. With --device cpu: runs at once on the CPU, the cores split
                      between them (default 1).
   --only A,B         train only these experiments (names from experiments/, e.g. demo).
+  --seeds N          train every experiment N times, run k (0 to N-1) with the config's seed
+                     + k, into DIR/<experiment>/seed-<k>/ (one run folder each; the report then
+                     gives mean and spread, and can test the claims). Without it, one run per
+                     experiment with the config's seed, in DIR/<experiment>/. Do not pass
+                     --seed after -- with it.
   --results DIR      run folders go to DIR/<experiment>/, each with its log train.log
                      (default results).
   --plots DIR        the figures go to DIR (default plots).
@@ -32,15 +40,17 @@ Options:
                      e.g. -- --epochs 2 --train-limit 4096 --precision bf16.
 
 Output: one line when each run starts and one when it ends (the runs' own output, with their
-progress, is in their train.log); at the end the figures, then one line per experiment with
-its status: finished, interrupted (rerun to resume), failed (with the log to read) or not
-started.
+progress, is in their train.log); at the end the figures, the report and the verdicts of the
+claims it could check, then one line per run with its status: finished, interrupted (rerun to
+resume), failed (with the log to read) or not started.
 
 Ctrl-C (or SIGINT/SIGTERM/SIGHUP to this script): every run stops after its current step and
-writes a checkpoint, nothing new starts, the figures are drawn, and the script exits. A second
+writes a checkpoint, nothing new starts, the figures and the report are written (its claims
+"incomplete"), and the script exits. A second
 Ctrl-C makes the runs quit at once, without a checkpoint (the one of the last epoch stays).
 
-Exit status: 0 when every run finished; 1 when one failed (or the figures could not be drawn);
+Exit status: 0 when every run finished; 1 when one failed (or the figures or the report could
+not be written);
 130 when one was interrupted or not started; 2 for bad options.
 
 Paths are relative to the current folder. RESNEXT_BIN overrides the binary
@@ -60,7 +70,7 @@ known_experiments() {
   local file names=()
   for file in "$ROOT"/experiments/*.json; do
     file=${file##*/}
-    [[ $file == comparisons.json ]] || names+=("${file%.json}")
+    [[ $file == comparisons.json || $file == claims.json ]] || names+=("${file%.json}")
   done
   echo "${names[*]}"
 }
@@ -79,6 +89,7 @@ duration() {
 device=cuda
 per_gpu=1
 only=""
+seeds=""
 results=results
 plots=plots
 train_args=()
@@ -88,6 +99,7 @@ while (($#)); do
     --device) device=${2-}; shift 2 || die "--device needs a value: cuda or cpu" ;;
     --per-gpu) per_gpu=${2-}; shift 2 || die "--per-gpu needs a number" ;;
     --only) only=${2-}; shift 2 || die "--only needs a comma-separated list of experiments" ;;
+    --seeds) seeds=${2-}; shift 2 || die "--seeds needs a number" ;;
     --results) results=${2-}; shift 2 || die "--results needs a folder" ;;
     --plots) plots=${2-}; shift 2 || die "--plots needs a folder" ;;
     --) shift; train_args=("$@"); break ;;
@@ -97,6 +109,13 @@ done
 [[ $device == cuda || $device == cpu ]] || die "--device must be cuda or cpu, not '$device'"
 [[ $per_gpu =~ ^[1-9][0-9]*$ ]] || die "--per-gpu must be a positive whole number, not '$per_gpu'"
 [[ -n $results ]] || die "--results needs a folder"
+if [[ -n $seeds ]]; then
+  [[ $seeds =~ ^[1-9][0-9]*$ ]] || die "--seeds must be a positive whole number, not '$seeds'"
+  for arg in "${train_args[@]}"; do
+    [[ $arg != --seed && $arg != --seed=* && $arg != seed=* && $arg != --set=seed=* ]] ||
+      die "--seeds gives each run its seed (the config's + k): do not pass '$arg' after --"
+  done
+fi
 [[ -x $BIN ]] || die "the resnext binary $BIN does not exist: run 'make build' (or set RESNEXT_BIN)"
 # The binary runs here (a bundle's launcher refuses a libtorch it was not built against, in one
 # line): said once, before any run starts.
@@ -110,7 +129,7 @@ if [[ -n $only ]]; then
   IFS=, read -r -a experiments <<<"$only"
   declare -A seen=()
   for exp in "${experiments[@]}"; do
-    [[ -f $ROOT/experiments/$exp.json && $exp != comparisons ]] ||
+    [[ -f $ROOT/experiments/$exp.json && $exp != comparisons && $exp != claims ]] ||
       die "--only: no experiment named '$exp' in $ROOT/experiments/ (known: $(known_experiments))"
     [[ -z ${seen[$exp]-} ]] || die "--only: '$exp' is listed twice"
     seen[$exp]=1
@@ -160,28 +179,54 @@ else
   where="the CPU, $per_gpu run(s) at once"
 fi
 
+# The seed in an experiment's config (the shipped configs write it on a line of its own).
+config_seed() {
+  local seed
+  seed=$(grep -oE '"seed"[[:space:]]*:[[:space:]]*[0-9]+' "$ROOT/experiments/$1.json" | grep -oE '[0-9]+$' || true)
+  [[ $seed =~ ^[0-9]+$ ]] || die "cannot read the seed of $ROOT/experiments/$1.json"
+  echo "$seed"
+}
+
+# --- the runs: one per experiment, or one per experiment and seed ----------------------------------
+# A run is named by its folder under --results: "demo", or "demo/seed-1".
+runs=()
+declare -A run_seed=() # run -> its --seed (with --seeds)
+for exp in "${experiments[@]}"; do
+  if [[ -z $seeds ]]; then
+    runs+=("$exp")
+  else
+    base=$(config_seed "$exp")
+    for ((k = 0; k < seeds; k++)); do
+      runs+=("$exp/seed-$k")
+      run_seed[$exp/seed-$k]=$((base + k))
+    done
+  fi
+done
+
 # --- state -------------------------------------------------------------------------------------
-declare -A status=()     # experiment -> finished | interrupted | failed | not started
-declare -A detail=()     # experiment -> what to say about it at the end
-declare -A pid_exp=()    # pid of a running trainer -> its experiment
+declare -A status=()     # run -> finished | interrupted | failed | not started
+declare -A detail=()     # run -> what to say about it at the end
+declare -A pid_exp=()    # pid of a running trainer -> its run
 declare -A pid_slot=()   # pid -> its slot
 declare -A pid_start=()  # pid -> start time (seconds)
 declare -A pid_offset=() # pid -> size of its log when it started (its own output follows)
 free_slots=()
 for ((s = 0; s < ${#slot_device[@]}; s++)); do free_slots+=("$s"); done
-queue=("${experiments[@]}")
+queue=("${runs[@]}")
 stopping=0
 
 log_of() { echo "$results/$1/train.log"; }
 
-# Starts the next experiment of the queue in slot $1.
+# Starts the next run of the queue in slot $1.
 start_next() {
   local slot=$1 exp=${queue[0]} log pid
   queue=("${queue[@]:1}")
   log=$(log_of "$exp")
   mkdir -p "$results/$exp"
-  local cmd=("$BIN" train "$ROOT/experiments/$exp.json" --device "${slot_device[slot]}" --resume
-    --out "$results/$exp" "${train_args[@]}")
+  local seed_args=()
+  [[ -z ${run_seed[$exp]-} ]] || seed_args=(--seed "${run_seed[$exp]}")
+  local cmd=("$BIN" train "$ROOT/experiments/${exp%%/*}.json" --device "${slot_device[slot]}" --resume
+    --out "$results/$exp" "${seed_args[@]}" "${train_args[@]}")
   [[ -z ${slot_cpus[slot]} ]] || cmd=(taskset -c "${slot_cpus[slot]}" "${cmd[@]}")
   local offset
   offset=$(stat -c %s "$log" 2>/dev/null || echo 0)
@@ -274,7 +319,11 @@ finish() {
 }
 
 # --- run ---------------------------------------------------------------------------------------
-echo "run-all: ${#experiments[@]} experiment(s) (${experiments[*]}) on $where; runs in $results/<experiment>/, logs in $results/<experiment>/train.log"
+if [[ -z $seeds ]]; then
+  echo "run-all: ${#experiments[@]} experiment(s) (${experiments[*]}) on $where; runs in $results/<experiment>/, logs in $results/<experiment>/train.log"
+else
+  echo "run-all: ${#experiments[@]} experiment(s) (${experiments[*]}) x $seeds seeds on $where; runs in $results/<experiment>/seed-<k>/, logs in their train.log"
+fi
 mkdir -p "$results"
 set -m
 while true; do
@@ -305,11 +354,12 @@ plot_ok=1
 # drawn together in one figure.
 plot_paths=("$results")
 for exp in "${experiments[@]}"; do
-  if [[ " ${BLOG_EXPERIMENTS[*]} " != *" $exp "* && -f $results/$exp/metrics.csv ]]; then
+  if [[ " ${BLOG_EXPERIMENTS[*]} " != *" $exp "* ]] &&
+    { compgen -G "$results/$exp/metrics.csv" || compgen -G "$results/$exp/seed-*/metrics.csv"; } >/dev/null; then
     plot_paths+=("$results/$exp")
   fi
 done
-if compgen -G "$results/*/metrics.csv" >/dev/null; then
+if compgen -G "$results/*/metrics.csv" >/dev/null || compgen -G "$results/*/seed-*/metrics.csv" >/dev/null; then
   echo "[$(now)] drawing the figures of the runs in $results into $plots (log $results/plot.log)"
   if ! "$BIN" plot "${plot_paths[@]}" --out "$plots" --comparisons "$ROOT/experiments/comparisons.json" \
     >"$results/plot.log" 2>&1; then
@@ -322,15 +372,28 @@ else
   echo "[$(now)] no run has a finished epoch yet: no figures"
 fi
 
+# The report of every experiment in the results folder (its own figures in RESULTS/figures/),
+# and the verdicts of the claims it could check.
+report_ok=1
+if "$BIN" report "$results" --comparisons "$ROOT/experiments/comparisons.json" >"$results/report.log" 2>&1; then
+  echo "[$(now)] report: $results/report.md and report.json (log $results/report.log)"
+  grep -E '^(holds|does not hold|cannot tell|not enough runs|runs incomplete) ' "$results/report.log" | sed 's/^/  /' || true
+else
+  report_ok=0
+  echo "run-all: resnext report failed: $(tail -n 1 "$results/report.log") (log $results/report.log)" >&2
+fi
+
 echo "run-all: summary"
 rc=0
-for exp in "${experiments[@]}"; do
-  printf '  %-18s %-12s %s\n' "$exp" "${status[$exp]}" "${detail[$exp]}"
+width=18 # the longest run name, at least 18 (seed runs are named <experiment>/seed-<k>)
+for exp in "${runs[@]}"; do ((${#exp} <= width)) || width=${#exp}; done
+for exp in "${runs[@]}"; do
+  printf '  %-*s %-12s %s\n' "$width" "$exp" "${status[$exp]}" "${detail[$exp]}"
   case ${status[$exp]} in
     finished) ;;
     failed) rc=1 ;;
     *) ((rc == 1)) || rc=130 ;;
   esac
 done
-((plot_ok)) || rc=1
+((plot_ok && report_ok)) || rc=1
 exit "$rc"

@@ -11,6 +11,7 @@ use resnext::data;
 use resnext::eval::EvalRequest;
 use resnext::experiments;
 use resnext::plot::XAxis;
+use resnext::report::ReportRequest;
 use resnext::run_dir::{CheckpointName, DataLimits};
 use resnext::torch_ext::MemoryFormat;
 use resnext::train::{Start, TrainRequest};
@@ -43,6 +44,21 @@ pub enum Command {
     Eval(EvalArgs),
     /// Draw the blog's figures (accuracy, loss, lr per epoch) as PNGs.
     Plot(PlotArgs),
+    /// Check the blog's claims (and yours) on a results folder: report.md, report.json and figures.
+    ///
+    /// Reads every experiment of the results folder, in either layout that scripts/run-all.sh
+    /// writes (results/<experiment>/ as the run, or one run per seed in
+    /// results/<experiment>/seed-<k>/), and writes a Markdown report (figures drawn into
+    /// figures/ beside it and linked relatively) and report.json beside it, then prints a short
+    /// summary. Per experiment: runs and seeds, epochs done of planned, final test accuracy
+    /// (mean ± std and min-max over the finished runs), at the best checkpoint, mean of the last
+    /// 10 epochs, epochs to reach 90/93/95%, time, images/s, hardware and precision. Per claim
+    /// (experiments/claims.json, or --claims): holds, does not hold, cannot tell (within
+    /// run-to-run spread), not enough runs, or runs incomplete, with the numbers: Welch's
+    /// t-test at 5% (one-sample against a threshold) with at least two runs on each side; runs
+    /// still training, stopped, failed or missing are reported as such, never judged. The
+    /// report states the rule in full.
+    Report(ReportArgs),
     /// Export a run's network as TorchScript (for torch.jit.load) plus a JSON of its input constants.
     Export(ExportArgs),
     /// Measure images per second of the training step, evaluation or the data path (on real
@@ -293,7 +309,9 @@ impl EvalArgs {
 #[derive(Args, Debug, Clone)]
 pub struct PlotArgs {
     /// A results folder (a figure for each comparison in --comparisons whose runs exist, and
-    /// one of the runs no comparison names) or run folders (drawn together).
+    /// one of the runs no comparison names) or run folders (drawn together). An experiment
+    /// folder holding one run per seed (seed-<k>/) is drawn as the mean of its runs with a band
+    /// from the lowest to the highest.
     #[arg(required = true)]
     pub paths: Vec<PathBuf>,
     /// Folder for the PNGs.
@@ -307,6 +325,37 @@ pub struct PlotArgs {
     /// different cost); time figures get a `_time` suffix.
     #[arg(long, default_value = "epoch", value_parser = choice::<XAxis>())]
     pub x: XAxis,
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct ReportArgs {
+    /// A results folder (e.g. results, or run-all's --results): all its experiments. Or
+    /// experiment folders (a run folder, or one holding seed-<k> run folders), reported and
+    /// drawn together (then --out is needed); several results folders are reported together too.
+    #[arg(required = true, value_name = "RESULTS")]
+    pub paths: Vec<PathBuf>,
+    /// The Markdown report; report.json goes beside it (the same name, .json), the figures
+    /// into figures/ beside it [default: <results>/report.md for one results folder].
+    #[arg(long, value_name = "FILE")]
+    pub out: Option<PathBuf>,
+    /// The claims to check [default: experiments/claims.json in the working folder when it
+    /// exists, else the claims built into resnext: the blog's five and demo_fast beats demo].
+    #[arg(long, value_name = "FILE")]
+    pub claims: Option<PathBuf>,
+    /// Which experiments the figures draw together [default: as `plot`'s --comparisons].
+    #[arg(long, value_name = "FILE")]
+    pub comparisons: Option<PathBuf>,
+}
+
+impl ReportArgs {
+    pub fn request(&self) -> ReportRequest {
+        ReportRequest {
+            paths: self.paths.clone(),
+            out: self.out.clone(),
+            claims: self.claims.clone(),
+            comparisons: self.comparisons.clone(),
+        }
+    }
 }
 
 #[derive(Args, Debug, Clone)]

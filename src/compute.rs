@@ -3,6 +3,7 @@
 //! depends on the device is a field with that device's default, so the tests can run the
 //! CUDA-shaped code on a CPU.
 use crate::config::Precision;
+use crate::gpus;
 use crate::host;
 use crate::torch_ext::{self, MemoryFormat};
 use anyhow::{bail, Result};
@@ -109,6 +110,22 @@ impl Compute {
                     .into(),
             ),
             _ => None,
+        }
+    }
+
+    /// The machine the tensors run on, for a run's record: the GPU's name, or the CPU's model
+    /// and the threads libtorch uses.
+    pub fn machine(&self) -> String {
+        match self.device {
+            Device::Cuda(n) => {
+                let name = gpus::driver().gpus.into_iter().find(|gpu| gpu.index == n).map(|gpu| gpu.name);
+                format!("{} (cuda:{n})", name.unwrap_or_else(|| "unknown GPU".into()))
+            }
+            _ => format!(
+                "{} ({} threads)",
+                host::cpu_model().unwrap_or_else(|| "unknown CPU".into()),
+                tch::get_num_threads()
+            ),
         }
     }
 

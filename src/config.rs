@@ -4,6 +4,7 @@
 //! Every field of the blog's recipe is spelled out in the file, so a run folder's saved
 //! `config.json` says exactly what was trained. Unknown fields are rejected (a typo must not
 //! silently fall back to a default), and `--set key=value` edits any existing field.
+use crate::data::TRAIN_IMAGES;
 use anyhow::{bail, ensure, Context, Result};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -20,6 +21,12 @@ pub struct Experiment {
     pub model: ModelConfig,
     pub epochs: usize,
     pub batch_size: usize,
+    /// Training images held out as the validation data, the last N of the 50,000 before any
+    /// shuffling (Keras's `validation_split`): `val_*`, ReduceLROnPlateau and the best
+    /// checkpoint follow them, and the test set gets columns of its own that nothing in training
+    /// reads. 0, the blog's: the test set is the validation data.
+    #[serde(default)]
+    pub validation: usize,
     /// fp32 is Keras's precision (the blog's runs); bf16 trains under autocast.
     #[serde(default)]
     pub precision: Precision,
@@ -209,6 +216,11 @@ impl Experiment {
     pub fn validate(&self) -> Result<()> {
         ensure!(self.epochs > 0, "field `epochs` must be at least 1, got {}", self.epochs);
         ensure!(self.batch_size > 0, "field `batch_size` must be at least 1, got {}", self.batch_size);
+        ensure!(
+            self.validation < TRAIN_IMAGES,
+            "field `validation` holds out training images and must be below CIFAR-10's {TRAIN_IMAGES}, got {}",
+            self.validation
+        );
         let m = &self.model;
         ensure!(m.name == "resnext", "field `model.name`: unknown model {:?} (known: \"resnext\")", m.name);
         ensure!(

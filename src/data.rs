@@ -22,6 +22,8 @@ pub const RECORDS_PER_FILE: usize = 10_000;
 pub const TRAIN_FILES: [&str; 5] =
     ["data_batch_1.bin", "data_batch_2.bin", "data_batch_3.bin", "data_batch_4.bin", "data_batch_5.bin"];
 pub const TEST_FILE: &str = "test_batch.bin";
+/// Training images in the five training files.
+pub const TRAIN_IMAGES: usize = RECORDS_PER_FILE * TRAIN_FILES.len();
 pub const META_FILE: &str = "batches.meta.txt";
 pub const CLASSES: [&str; 10] =
     ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"];
@@ -53,6 +55,29 @@ impl Split {
 
     pub fn to_device(&self, device: Device) -> Split {
         Split { images: self.images.to_device(device), labels: self.labels.to_device(device) }
+    }
+
+    /// The last `n` images (all of them when `n` is larger).
+    pub fn last(&self, n: usize) -> Split {
+        let n = n.min(self.len()) as i64;
+        let start = self.len() as i64 - n;
+        Split { images: self.images.narrow(0, start, n), labels: self.labels.narrow(0, start, n) }
+    }
+
+    /// The training images a run trains on, and the validation images it holds out. With
+    /// `validation` = N > 0, the last N images are held out, as Keras's `validation_split` takes
+    /// the end of the arrays before any shuffling, and the run trains on the first
+    /// `train_limit` of the others: the held-out images are the same whatever the limit, so a
+    /// quick run validates on the images a full one does, and never trains on them. With N = 0
+    /// nothing is held out.
+    pub fn hold_out(&self, validation: usize, train_limit: Option<usize>) -> Result<(Split, Option<Split>)> {
+        ensure!(
+            validation < self.len(),
+            "validation = {validation} would hold out every one of the {} training images",
+            self.len()
+        );
+        let rest = self.first(self.len() - validation).first(train_limit.unwrap_or(usize::MAX));
+        Ok((rest, (validation > 0).then(|| self.last(validation))))
     }
 }
 
@@ -283,6 +308,34 @@ mod tests {
         for (g, w) in x.iter().zip(want) {
             assert!((*g as f64 - w).abs() < 1e-6, "{x:?}");
         }
+    }
+
+    /// A split whose label i is i: which images a function returns can be read off the labels.
+    fn numbered(n: i64) -> Split {
+        Split {
+            images: Tensor::zeros([n, 3, 32, 32], (Kind::Uint8, Device::Cpu)),
+            labels: Tensor::arange(n, (Kind::Int64, Device::Cpu)),
+        }
+    }
+
+    fn labels(split: &Split) -> Vec<i64> {
+        Vec::<i64>::try_from(&split.labels).unwrap()
+    }
+
+    #[test]
+    fn the_validation_split_is_the_last_images_and_the_limit_takes_the_first_of_the_rest() {
+        let all = numbered(10);
+        let (train, validation) = all.hold_out(3, None).unwrap();
+        assert_eq!((labels(&train), labels(&validation.unwrap())), ((0..7).collect(), vec![7, 8, 9]));
+        let (train, validation) = all.hold_out(3, Some(4)).unwrap();
+        assert_eq!((labels(&train), labels(&validation.unwrap())), ((0..4).collect(), vec![7, 8, 9]));
+        // A limit beyond the rest trains on all of the rest, never on a held-out image.
+        let (train, _) = all.hold_out(3, Some(9)).unwrap();
+        assert_eq!(labels(&train), (0..7).collect::<Vec<_>>());
+        let (train, validation) = all.hold_out(0, Some(4)).unwrap();
+        assert!(validation.is_none() && labels(&train) == [0, 1, 2, 3]);
+        let err = all.hold_out(10, None).err().unwrap().to_string();
+        assert!(err.contains("validation = 10") && err.contains("10 training images"), "{err}");
     }
 
     #[test]

@@ -74,9 +74,11 @@ pub struct StepScalars {
     pub wall_time: f64,
 }
 
-/// The scalars logged for an epoch, under the CSV's column names.
-pub fn epoch_scalars(row: &EpochRow) -> [(&'static str, f64); 8] {
-    [
+/// The scalars logged for an epoch, under the CSV's column names (the test columns too when
+/// the run has them).
+pub fn epoch_scalars(row: &EpochRow) -> Vec<(&'static str, f64)> {
+    let test = [("test_loss", row.test_loss), ("test_accuracy", row.test_accuracy)];
+    let mut scalars = vec![
         ("loss", row.loss),
         ("accuracy", row.accuracy),
         ("val_loss", row.val_loss),
@@ -85,7 +87,9 @@ pub fn epoch_scalars(row: &EpochRow) -> [(&'static str, f64); 8] {
         ("ce_loss", row.ce_loss),
         ("val_ce_loss", row.val_ce_loss),
         ("images_per_second", row.images_per_second),
-    ]
+    ];
+    scalars.extend(test.into_iter().filter_map(|(tag, value)| Some((tag, value?))));
+    scalars
 }
 
 /// Seconds since the Unix epoch.
@@ -373,6 +377,8 @@ mod tests {
             val_ce_loss: 2.0,
             epoch_seconds: 10.0 + epoch as f64,
             images_per_second: 640.5,
+            test_loss: None,
+            test_accuracy: None,
         }
     }
 
@@ -390,7 +396,7 @@ mod tests {
         };
         rows.iter()
             .zip(times)
-            .flat_map(|(r, &t)| epoch_scalars(r).map(|(tag, v)| scalar(r.epoch as i64, tag, v, t)))
+            .flat_map(|(r, &t)| epoch_scalars(r).into_iter().map(move |(tag, v)| scalar(r.epoch as i64, tag, v, t)))
             .chain(steps.iter().flat_map(|s| {
                 [
                     scalar(s.step as i64, "step/loss", s.loss, s.wall_time),
@@ -429,12 +435,16 @@ mod tests {
 
     #[test]
     fn epoch_scalars_are_the_csv_columns() {
-        for (tag, _) in epoch_scalars(&row(0)) {
-            assert!(metrics::HEADER.contains(&tag), "{tag} is not a metrics.csv column");
+        let with_test = EpochRow { test_loss: Some(2.2), test_accuracy: Some(0.29), ..row(0) };
+        for (row, test_columns) in [(row(0), false), (with_test, true)] {
+            let header = metrics::header(test_columns);
+            let all: Vec<&str> = epoch_scalars(&row).iter().map(|(tag, _)| *tag).collect();
+            for tag in &all {
+                assert!(header.contains(tag), "{tag} is not a metrics.csv column");
+            }
+            let not_logged: Vec<&str> = header.into_iter().filter(|c| !all.contains(c)).collect();
+            assert_eq!(not_logged, ["epoch", "epoch_seconds"], "the step and a timing are not scalars");
         }
-        let all: Vec<&str> = epoch_scalars(&row(0)).iter().map(|(tag, _)| *tag).collect();
-        let not_logged: Vec<&str> = metrics::HEADER.into_iter().filter(|c| !all.contains(c)).collect();
-        assert_eq!(not_logged, ["epoch", "epoch_seconds"], "the step and a timing are not scalars");
     }
 
     #[test]

@@ -1,7 +1,8 @@
 //! What an experiment's name stands for: `experiments/<name>.json` in the working folder when
 //! that file exists, else the config of that name shipped with resnext. The shipped configs (and
-//! `comparisons.json`, which runs `plot` draws together) are built into the binary, so `resnext
-//! train demo` works from any folder, and a checkout's own `experiments/` still takes precedence.
+//! `comparisons.json`, which runs `plot` draws together, and `claims.json`, which `report`
+//! checks) are built into the binary, so `resnext train demo` works from any folder, and a
+//! checkout's own `experiments/` still takes precedence.
 use crate::config::Experiment;
 use anyhow::{bail, Context, Result};
 use std::path::{Path, PathBuf};
@@ -9,6 +10,9 @@ use std::path::{Path, PathBuf};
 /// The folder of the working folder whose configs take precedence over the built-in ones.
 pub const FOLDER: &str = "experiments";
 const COMPARISONS: &str = "comparisons.json";
+const CLAIMS: &str = "claims.json";
+/// The files of `experiments/` that are not experiment configs.
+const NOT_CONFIGS: [&str; 2] = [COMPARISONS, CLAIMS];
 
 /// The shipped configs by name: the files of `experiments/` when this binary was built.
 const BUILT_IN: [(&str, &str); 8] = [
@@ -22,6 +26,7 @@ const BUILT_IN: [(&str, &str); 8] = [
     ("resnext", include_str!("../experiments/resnext.json")),
 ];
 const BUILT_IN_COMPARISONS: &str = include_str!("../experiments/comparisons.json");
+const BUILT_IN_CLAIMS: &str = include_str!("../experiments/claims.json");
 
 /// A config's text and where it came from (for error messages).
 pub struct Source {
@@ -65,7 +70,7 @@ pub fn names() -> Vec<String> {
     let local = std::fs::read_dir(FOLDER).into_iter().flatten().filter_map(|entry| {
         let name = entry.ok()?.file_name().into_string().ok()?;
         let stem = name.strip_suffix(".json")?;
-        (name != COMPARISONS).then(|| stem.to_string())
+        (!NOT_CONFIGS.contains(&name.as_str())).then(|| stem.to_string())
     });
     let mut names: Vec<String> = local.chain(built_in_names().map(String::from)).collect();
     names.sort();
@@ -84,6 +89,17 @@ pub fn comparisons() -> Result<Source> {
     Ok(Source { origin: format!("the built-in {COMPARISONS}"), text: BUILT_IN_COMPARISONS.to_string() })
 }
 
+/// The claims `report` checks: `experiments/claims.json` in the working folder when it exists,
+/// else the built-in one.
+pub fn claims() -> Result<Source> {
+    let local = local_path(CLAIMS);
+    if local.is_file() {
+        let text = std::fs::read_to_string(&local).with_context(|| format!("cannot read {}", local.display()))?;
+        return Ok(Source { origin: local.display().to_string(), text });
+    }
+    Ok(Source { origin: format!("the built-in {CLAIMS}"), text: BUILT_IN_CLAIMS.to_string() })
+}
+
 fn local_path(file: &str) -> PathBuf {
     Path::new(FOLDER).join(file)
 }
@@ -98,7 +114,7 @@ mod tests {
         let mut files: Vec<(String, String)> = std::fs::read_dir(&folder)
             .unwrap()
             .map(|entry| entry.unwrap().path())
-            .filter(|path| path.file_name().unwrap() != COMPARISONS)
+            .filter(|path| !NOT_CONFIGS.contains(&path.file_name().unwrap().to_str().unwrap()))
             .map(|path| {
                 let name = path.file_stem().unwrap().to_string_lossy().to_string();
                 (name, std::fs::read_to_string(&path).unwrap())
@@ -109,6 +125,7 @@ mod tests {
             BUILT_IN.iter().map(|(name, text)| (name.to_string(), text.to_string())).collect();
         assert_eq!(built_in, files, "BUILT_IN must list every file of experiments/, in name order");
         assert_eq!(BUILT_IN_COMPARISONS, std::fs::read_to_string(folder.join(COMPARISONS)).unwrap());
+        assert_eq!(BUILT_IN_CLAIMS, std::fs::read_to_string(folder.join(CLAIMS)).unwrap());
         for (name, text) in BUILT_IN {
             let experiment = Experiment::from_json(text, &[]).unwrap();
             assert_eq!(experiment.name, name, "a config's name is its file's");

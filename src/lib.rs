@@ -35,9 +35,14 @@ pub mod atomic_file;
 pub mod checkpoint;
 pub mod event_log;
 pub mod metrics;
+pub mod results;
 pub mod run_dir;
 pub mod run_lock;
 pub mod trained_run;
+
+// The study's verdict: claims and the statistics they are judged with.
+pub mod claims;
+pub mod stats;
 
 // The other commands.
 pub mod bench;
@@ -47,6 +52,7 @@ pub mod info;
 pub mod plot;
 pub mod predict;
 pub mod progress;
+pub mod report;
 pub mod summary;
 pub mod tensorboard;
 

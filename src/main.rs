@@ -5,7 +5,7 @@ mod cli;
 use anyhow::Result;
 use clap::Parser;
 use cli::{Cli, Command, DataCommand};
-use resnext::{data, download, eval, export, host, info, pack, plot, predict, summary, tensorboard, train};
+use resnext::{data, download, eval, export, host, info, pack, plot, predict, report, summary, tensorboard, train};
 
 fn main() {
     // Output piped into a reader that stops early (`resnext info | head`) ends us quietly, as it
@@ -55,6 +55,7 @@ fn dispatch(command: Command) -> Result<i32> {
                 println!("wrote {}", path.display());
             }
         }
+        Command::Report(args) => println!("{}", report::summary(&report::run(&args.request())?)),
         Command::Export(args) => {
             let (model, meta) = export::export(&args.run, args.out.as_deref(), args.checkpoint.checkpoint)?;
             println!("wrote {} (TorchScript) and {} (input constants, class names)", model.display(), meta.display());

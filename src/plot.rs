@@ -1,9 +1,13 @@
-//! The blog's figures as PNGs: training/test accuracy and loss per epoch for the runs being
-//! compared, their learning rates when a rule moves them, and a confusion matrix for `eval`.
+//! The blog's figures as PNGs: training/test accuracy and loss per epoch for the experiments
+//! being compared, their learning rates when a rule moves them, and a confusion matrix for
+//! `eval`. An experiment with several runs (seeds) is drawn as the mean of its runs with a band
+//! from the lowest to the highest; the test panels read the test columns when a run has them.
 use crate::atomic_file;
 use crate::config::{Experiment, LrSchedule};
+use crate::data::TRAIN_IMAGES;
 use crate::experiments;
 use crate::metrics::{self, EpochRow};
+use crate::results::{self, ExperimentDirs};
 use crate::run_dir::RunDir;
 use crate::schedule::{Clock, LrRule};
 use anyhow::{anyhow, ensure, Context, Result};
@@ -69,17 +73,67 @@ pub struct RunCurves {
     pub steps_per_epoch: usize,
 }
 
-/// CIFAR-10's training images, for runs whose `run.json` is missing (copied CSVs).
-const TRAIN_IMAGES: usize = 50_000;
-
 pub fn read_run(dir: &Path) -> Result<RunCurves> {
     let run = RunDir::new(dir);
     let rows = metrics::read(&run.metrics())?;
     let name = dir.file_name().map(|n| n.to_string_lossy().to_string()).unwrap_or_else(|| dir.display().to_string());
     let experiment = run.load_experiment()?;
-    let images = run.load_limits().ok().and_then(|s| s.train_limit).unwrap_or(TRAIN_IMAGES).min(TRAIN_IMAGES);
+    // The images it trained on: CIFAR-10's 50,000 less those held out, then the limit (none
+    // when `run.json` is missing: copied CSVs).
+    let available = TRAIN_IMAGES - experiment.validation.min(TRAIN_IMAGES);
+    let images = run.load_limits().ok().and_then(|s| s.train_limit).unwrap_or(available).min(available);
     let steps_per_epoch = images.div_ceil(experiment.batch_size);
     Ok(RunCurves { name, rows, experiment, steps_per_epoch })
+}
+
+/// An experiment's curves: its one run's, or the mean of its runs over the epochs every one of
+/// them has done (so that the mean is of the same runs throughout), with a band from the lowest
+/// to the highest run.
+pub struct ExperimentCurves {
+    pub name: String,
+    pub runs: Vec<RunCurves>,
+}
+
+impl ExperimentCurves {
+    pub fn new(name: String, mut runs: Vec<RunCurves>) -> Self {
+        let common = runs.iter().map(|r| r.rows.len()).min().unwrap_or(0);
+        for run in &mut runs {
+            run.rows.truncate(common);
+        }
+        ExperimentCurves { name, runs }
+    }
+
+    /// The runs of `dirs` that have finished an epoch (`None` when none has).
+    pub fn read(dirs: &ExperimentDirs) -> Result<Option<Self>> {
+        let runs = dirs
+            .runs
+            .iter()
+            .filter(|run| run.dir.metrics().is_file())
+            .map(|run| read_run(run.dir.path()))
+            .collect::<Result<Vec<_>>>()?;
+        Ok((!runs.is_empty()).then(|| ExperimentCurves::new(dirs.name.clone(), runs)))
+    }
+
+    /// The series of `curve` (a run's points): the run's own line, or for several runs their
+    /// mean point by point (x included: on a time axis runs differ) with the band.
+    fn series(&self, curve: impl Fn(&RunCurves) -> Vec<(f64, f64)>) -> Series {
+        if let [run] = &self.runs[..] {
+            return Series { name: self.name.clone(), points: curve(run), band: None };
+        }
+        let curves: Vec<Vec<(f64, f64)>> = self.runs.iter().map(curve).collect();
+        let n = curves.iter().map(Vec::len).min().unwrap_or(0);
+        let k = curves.len() as f64;
+        let (mut points, mut band) = (Vec::with_capacity(n), Vec::with_capacity(n));
+        for i in 0..n {
+            let x = curves.iter().map(|c| c[i].0).sum::<f64>() / k;
+            let ys = curves.iter().map(|c| c[i].1);
+            let (lo, hi) = ys.clone().fold((f64::INFINITY, f64::NEG_INFINITY), |(lo, hi), y| (lo.min(y), hi.max(y)));
+            points.push((x, ys.sum::<f64>() / k));
+            band.push((x, lo, hi));
+        }
+        let name = format!("{} (mean of {} runs; band: lowest to highest)", self.name, self.runs.len());
+        Series { name, points, band: Some(band) }
+    }
 }
 
 impl RunCurves {
@@ -150,73 +204,119 @@ fn write_png(
     atomic_file::write_bytes(path, "figure", &png)
 }
 
-/// `resnext plot`: a results root (holding run folders) is drawn per comparison, plus one
-/// figure of the runs found in no comparison; run folders given directly are drawn together.
-/// Returns the PNGs written. `comparisons_file` names the comparisons (see [`load_comparisons`]).
-pub fn plot(paths: &[PathBuf], comparisons_file: Option<&Path>, out: &Path, axis: XAxis) -> Result<Vec<PathBuf>> {
-    std::fs::create_dir_all(out).with_context(|| format!("cannot create {}", out.display()))?;
-    let suffix = match axis {
+fn suffix(axis: XAxis) -> &'static str {
+    match axis {
         XAxis::Epoch => "",
         XAxis::Time => "_time",
-    };
-    let mut written = Vec::new();
-    let direct: Vec<&PathBuf> = paths.iter().filter(|p| RunDir::new(p).metrics().is_file()).collect();
-    if !direct.is_empty() {
-        let runs = direct.iter().map(|p| read_run(p)).collect::<Result<Vec<_>>>()?;
-        let names: Vec<&str> = runs.iter().map(|r| r.name.as_str()).collect();
-        let name = format!("{}{suffix}", names.join("_vs_"));
-        written.extend(draw_comparison(&name, &names.join(" vs "), &runs, out, axis)?);
     }
-    for root in paths.iter().filter(|p| !RunDir::new(p).metrics().is_file()) {
+}
+
+/// `resnext plot`: a results root (holding experiment folders, in either layout of
+/// [`crate::results`]) is drawn per comparison, plus one figure of the experiments found in no
+/// comparison; run folders and experiment folders given directly are drawn together. Returns the
+/// PNGs written. `comparisons_file` names the comparisons (see [`load_comparisons`]).
+pub fn plot(paths: &[PathBuf], comparisons_file: Option<&Path>, out: &Path, axis: XAxis) -> Result<Vec<PathBuf>> {
+    std::fs::create_dir_all(out).with_context(|| format!("cannot create {}", out.display()))?;
+    let mut written = Vec::new();
+    let (direct, roots): (Vec<&PathBuf>, Vec<&PathBuf>) =
+        paths.iter().partition(|path| results::experiment_at(path).is_some());
+    if !direct.is_empty() {
+        let dirs: Vec<ExperimentDirs> = direct.iter().filter_map(|path| results::experiment_at(path)).collect();
+        written.extend(plot_together(&dirs, out, axis)?.files);
+    }
+    for root in roots {
         ensure!(root.is_dir(), "{} is neither a run folder (with metrics.csv) nor a results folder", root.display());
-        let found = run_folders(root)?;
-        ensure!(
-            !found.is_empty(),
-            "{} holds no run: no folder in it has a metrics.csv (train one, or pass run folders directly)",
-            root.display()
-        );
-        let comparisons = load_comparisons(comparisons_file)?;
-        for comparison in &comparisons {
-            let (present, missing): (Vec<&String>, Vec<&String>) =
-                comparison.runs.iter().partition(|r| found.contains(r));
-            if present.is_empty() {
-                println!("note: {}: none of its runs is in {}, no figure", comparison.name, root.display());
-                continue;
-            }
-            if !missing.is_empty() {
-                let missing: Vec<&str> = missing.iter().map(|r| r.as_str()).collect();
-                println!(
-                    "note: {}: run {} not found in {}, skipped",
-                    comparison.name,
-                    missing.join(", "),
-                    root.display()
-                );
-            }
-            let runs = present.iter().map(|r| read_run(&root.join(r))).collect::<Result<Vec<_>>>()?;
-            let name = format!("{}{suffix}", comparison.name);
-            written.extend(draw_comparison(&name, &comparison.title, &runs, out, axis)?);
+        let drawn = plot_results(root, comparisons_file, out, axis)?;
+        for note in drawn.notes {
+            println!("note: {note}");
         }
-        let others: Vec<&String> = found.iter().filter(|r| !comparisons.iter().any(|c| c.runs.contains(r))).collect();
-        if !others.is_empty() {
-            let runs = others.iter().map(|r| read_run(&root.join(r))).collect::<Result<Vec<_>>>()?;
-            let title = format!("Runs in {} that no comparison names", root.display());
-            written.extend(draw_comparison(&format!("other_runs{suffix}"), &title, &runs, out, axis)?);
-        }
+        written.extend(drawn.figures.into_iter().flat_map(|figure| figure.files));
     }
     Ok(written)
 }
 
-/// Names of the folders in `root` that hold a run (a metrics.csv), sorted.
-fn run_folders(root: &Path) -> Result<Vec<String>> {
-    let mut names: Vec<String> = std::fs::read_dir(root)
-        .with_context(|| format!("cannot list {}", root.display()))?
-        .filter_map(|entry| {
-            let entry = entry.ok()?;
-            RunDir::new(entry.path()).metrics().is_file().then(|| entry.file_name().to_string_lossy().to_string())
+/// The experiments `dirs` (run folders, or folders of `seed-<k>` run folders) drawn together in
+/// one figure named after them (`a_vs_b`); an error names one that has no epoch yet.
+pub fn plot_together(dirs: &[ExperimentDirs], out: &Path, axis: XAxis) -> Result<Figure> {
+    std::fs::create_dir_all(out).with_context(|| format!("cannot create {}", out.display()))?;
+    let curves = dirs
+        .iter()
+        .map(|dirs| {
+            ExperimentCurves::read(dirs)?
+                .with_context(|| format!("{}: no run in it has a metrics.csv yet", dirs.path.display()))
         })
-        .collect();
-    names.sort();
-    Ok(names)
+        .collect::<Result<Vec<_>>>()?;
+    let experiments: Vec<String> = curves.iter().map(|e| e.name.clone()).collect();
+    let (name, title) = (experiments.join("_vs_"), experiments.join(" vs "));
+    let drawn: Vec<&ExperimentCurves> = curves.iter().collect();
+    let files = draw_comparison(&format!("{name}{}", suffix(axis)), &title, &drawn, out, axis)?;
+    Ok(Figure { name, title, experiments, files })
+}
+
+/// A figure drawn of a results folder: its name, title, the experiments drawn and the PNGs.
+#[derive(Debug, Clone)]
+pub struct Figure {
+    pub name: String,
+    pub title: String,
+    pub experiments: Vec<String>,
+    pub files: Vec<PathBuf>,
+}
+
+/// The figures of a results folder, and notes on the comparisons not drawn or drawn in part.
+pub struct Drawn {
+    pub figures: Vec<Figure>,
+    pub notes: Vec<String>,
+}
+
+/// The figures of a results folder: one per comparison with an experiment there (with a note
+/// for those without, or with some missing), and one of the experiments no comparison names. An
+/// error when no experiment there has finished an epoch.
+pub fn plot_results(root: &Path, comparisons_file: Option<&Path>, out: &Path, axis: XAxis) -> Result<Drawn> {
+    std::fs::create_dir_all(out).with_context(|| format!("cannot create {}", out.display()))?;
+    let mut found: Vec<ExperimentCurves> = Vec::new();
+    for dirs in results::experiments(root)? {
+        found.extend(ExperimentCurves::read(&dirs)?);
+    }
+    ensure!(
+        !found.is_empty(),
+        "{} holds no run: no folder in it has a metrics.csv (train one, or pass run folders directly)",
+        root.display()
+    );
+    let comparisons = load_comparisons(comparisons_file)?;
+    let mut figures = Vec::new();
+    let mut draw = |name: String, title: String, drawn: Vec<&ExperimentCurves>| -> Result<()> {
+        let experiments = drawn.iter().map(|e| e.name.clone()).collect();
+        let files = draw_comparison(&format!("{name}{}", suffix(axis)), &title, &drawn, out, axis)?;
+        figures.push(Figure { name, title, experiments, files });
+        Ok(())
+    };
+    let named = |name: &String| found.iter().find(|e| &e.name == name);
+    let mut notes = Vec::new();
+    for comparison in &comparisons {
+        let (present, missing): (Vec<&String>, Vec<&String>) = comparison.runs.iter().partition(|r| named(r).is_some());
+        if present.is_empty() {
+            notes.push(format!("{}: none of its runs is in {}, no figure", comparison.name, root.display()));
+            continue;
+        }
+        if !missing.is_empty() {
+            let missing: Vec<&str> = missing.iter().map(|r| r.as_str()).collect();
+            notes.push(format!(
+                "{}: run {} not found in {}, skipped",
+                comparison.name,
+                missing.join(", "),
+                root.display()
+            ));
+        }
+        let drawn = present.into_iter().filter_map(named).collect();
+        draw(comparison.name.clone(), comparison.title.clone(), drawn)?;
+    }
+    let others: Vec<&ExperimentCurves> =
+        found.iter().filter(|e| !comparisons.iter().any(|c| c.runs.contains(&e.name))).collect();
+    if !others.is_empty() {
+        let title = format!("Runs in {} that no comparison names", root.display());
+        draw("other_runs".to_string(), title, others)?;
+    }
+    Ok(Drawn { figures, notes })
 }
 
 const EPOCH_LABEL: &str = "epoch";
@@ -224,16 +324,24 @@ const EPOCH_LABEL: &str = "epoch";
 /// One panel of a figure: caption, y-axis label, and the value drawn.
 type Panel = (&'static str, &'static str, fn(&EpochRow) -> f64);
 
-/// One line of a chart.
+/// One line of a chart, and for an experiment of several runs the band around it.
 struct Series {
     name: String,
     points: Vec<(f64, f64)>,
+    /// (x, lowest, highest) at each point.
+    band: Option<Vec<(f64, f64, f64)>>,
 }
 
 /// Training accuracy, training loss, test accuracy and test loss in a 2x2 figure, plus the
 /// learning rate (log scale) when any run's rule moves it by itself (plateau, per-step
 /// rules, warmup).
-pub fn draw_comparison(name: &str, title: &str, runs: &[RunCurves], out: &Path, axis: XAxis) -> Result<Vec<PathBuf>> {
+pub fn draw_comparison(
+    name: &str,
+    title: &str,
+    runs: &[&ExperimentCurves],
+    out: &Path,
+    axis: XAxis,
+) -> Result<Vec<PathBuf>> {
     register_font();
     let x_label = match axis {
         XAxis::Epoch => EPOCH_LABEL,
@@ -246,12 +354,11 @@ pub fn draw_comparison(name: &str, title: &str, runs: &[RunCurves], out: &Path, 
         let panels_series: [Panel; 4] = [
             ("Training accuracy", "accuracy", |r| r.accuracy),
             ("Training loss (incl. L2)", "loss", |r| r.loss),
-            ("Test accuracy", "val_accuracy", |r| r.val_accuracy),
-            ("Test loss (incl. L2)", "val_loss", |r| r.val_loss),
+            ("Test accuracy", "test accuracy", EpochRow::test_accuracy),
+            ("Test loss (incl. L2)", "test loss", EpochRow::test_loss),
         ];
         for (panel, (caption, label, value)) in panels.iter().zip(panels_series) {
-            let series: Vec<Series> =
-                runs.iter().map(|r| Series { name: r.name.clone(), points: r.after_each_epoch(axis, value) }).collect();
+            let series: Vec<Series> = runs.iter().map(|e| e.series(|r| r.after_each_epoch(axis, value))).collect();
             line_chart(panel, caption, label, x_label, &series, false)?;
         }
         Ok(())
@@ -270,11 +377,11 @@ pub fn draw_comparison(name: &str, title: &str, runs: &[RunCurves], out: &Path, 
 
 /// The lr figure's curves: none when every run follows a fixed step schedule (the CSV's `lr`
 /// column says it all), else every run's, so each rule is seen against the others.
-fn lr_series(runs: &[RunCurves], axis: XAxis) -> Vec<Series> {
-    if !runs.iter().any(RunCurves::moves_lr) {
+fn lr_series(runs: &[&ExperimentCurves], axis: XAxis) -> Vec<Series> {
+    if !runs.iter().flat_map(|e| &e.runs).any(RunCurves::moves_lr) {
         return Vec::new();
     }
-    runs.iter().map(|r| Series { name: r.name.clone(), points: r.lr(axis) }).collect()
+    runs.iter().map(|e| e.series(|r| r.lr(axis))).collect()
 }
 
 fn draw_error<E: std::fmt::Debug>(e: E) -> anyhow::Error {
@@ -315,11 +422,31 @@ where
     // A log axis is drawn as log10 of the value on a linear axis, labelled back in powers of
     // ten, so every figure gets readable ticks however narrow the range.
     let y_of = |v: f64| if log_y { v.log10() } else { v };
+    let finite = |p: &(f64, f64)| p.1.is_finite();
+    // Each band's lowest and highest at each point, drawn as bars where points are few (a band
+    // over one epoch has no area), and as the polygon around it: along its top, then back along
+    // its bottom.
+    let bars: Vec<Vec<[(f64, f64); 2]>> = series
+        .iter()
+        .map(|s| match &s.band {
+            Some(band) if band.len() <= 12 => band.iter().map(|&(x, lo, hi)| [(x, y_of(lo)), (x, y_of(hi))]).collect(),
+            _ => Vec::new(),
+        })
+        .collect();
+    let bands: Vec<Option<Vec<(f64, f64)>>> = series
+        .iter()
+        .map(|s| {
+            let band = s.band.as_ref()?;
+            let top = band.iter().map(|&(x, _, hi)| (x, y_of(hi)));
+            let bottom = band.iter().rev().map(|&(x, lo, _)| (x, y_of(lo)));
+            Some(top.chain(bottom).filter(finite).collect())
+        })
+        .collect();
     let series: Vec<(&str, Vec<(f64, f64)>)> = series
         .iter()
-        .map(|s| (s.name.as_str(), s.points.iter().map(|&(x, y)| (x, y_of(y))).filter(|p| p.1.is_finite()).collect()))
+        .map(|s| (s.name.as_str(), s.points.iter().map(|&(x, y)| (x, y_of(y))).filter(finite).collect()))
         .collect();
-    let points = || series.iter().flat_map(|(_, p)| p.iter());
+    let points = || series.iter().flat_map(|(_, p)| p.iter()).chain(bands.iter().flatten().flatten());
     let (x_lo, x_hi) = points().fold((f64::INFINITY, f64::NEG_INFINITY), |(lo, hi), p| (lo.min(p.0), hi.max(p.0)));
     let (lo, hi) = points().fold((f64::INFINITY, f64::NEG_INFINITY), |(lo, hi), p| (lo.min(p.1), hi.max(p.1)));
     // Epoch axes run over whole epochs from the first point's (1 after one epoch, 0 for an lr
@@ -367,6 +494,13 @@ where
         .draw()
         .map_err(draw_error)?;
     let legend_font = if series.len() > 6 { 14 } else { 18 };
+    for (i, (band, bars)) in bands.into_iter().zip(bars).enumerate() {
+        if let Some(band) = band {
+            chart.draw_series(std::iter::once(Polygon::new(band, color(i).mix(0.18).filled()))).map_err(draw_error)?;
+        }
+        let bar = |ends: [(f64, f64); 2]| PathElement::new(ends.to_vec(), color(i).mix(0.6).stroke_width(2));
+        chart.draw_series(bars.into_iter().map(bar)).map_err(draw_error)?;
+    }
     for (i, (name, points)) in series.into_iter().enumerate() {
         let c = color(i);
         // Dots as well as lines where points are few, so a run of one epoch still shows.
@@ -465,6 +599,8 @@ mod tests {
             val_ce_loss: 1.0,
             epoch_seconds: 60.0,
             images_per_second: 100.0,
+            test_loss: None,
+            test_accuracy: None,
         };
         RunCurves {
             name: lr_schedule.to_string(),
@@ -487,14 +623,58 @@ mod tests {
         assert!((lr - 5e-5).abs() < 1e-12, "last lr {lr}");
     }
 
+    fn single(run: RunCurves) -> ExperimentCurves {
+        ExperimentCurves::new(run.name.clone(), vec![run])
+    }
+
     #[test]
     fn the_lr_figure_shows_every_run_of_a_comparison_once_one_of_them_moves_its_lr() {
-        let (step, one_cycle) = (curves(STEP, 4), curves(ONE_CYCLE, 4));
-        assert!(lr_series(&[curves(STEP, 4), curves(STEP, 4)], XAxis::Epoch).is_empty());
-        let series = lr_series(&[step, one_cycle], XAxis::Epoch);
+        let (step, one_cycle) = (single(curves(STEP, 4)), single(curves(ONE_CYCLE, 4)));
+        assert!(lr_series(&[&single(curves(STEP, 4)), &single(curves(STEP, 4))], XAxis::Epoch).is_empty());
+        let series = lr_series(&[&step, &one_cycle], XAxis::Epoch);
         assert_eq!(series.iter().map(|s| s.name.as_str()).collect::<Vec<_>>(), [STEP, ONE_CYCLE]);
         // The step rule drawn as its staircase: 0.05 for three epochs, then 0.01 (Keras's float32 lr).
         let lrs: Vec<f64> = series[0].points.iter().map(|p| p.1).collect();
         assert!(lrs.first() == Some(&(0.05f32 as f64)) && lrs.last() == Some(&(0.01f32 as f64)), "{lrs:?}");
+    }
+
+    #[test]
+    fn a_runs_steps_per_epoch_leave_out_its_held_out_images() {
+        let dir = tempfile::tempdir().unwrap();
+        let run = RunDir::new(dir.path());
+        let mut experiment = tiny_experiment(&["validation=5000"]);
+        std::fs::write(run.config(), experiment.to_pretty_json()).unwrap();
+        metrics::rewrite(&run.metrics(), &curves(STEP, 1).rows, false).unwrap();
+        // tiny.json's batch 32: 45,000 images without a limit, 1,000 with one.
+        assert_eq!(read_run(dir.path()).unwrap().steps_per_epoch, 45_000 / 32 + 1);
+        std::fs::write(run.limits(), r#"{"train_limit": 1000, "test_limit": null}"#).unwrap();
+        assert_eq!(read_run(dir.path()).unwrap().steps_per_epoch, 1000 / 32 + 1);
+        experiment.validation = 49_500;
+        std::fs::write(run.config(), experiment.to_pretty_json()).unwrap();
+        assert_eq!(read_run(dir.path()).unwrap().steps_per_epoch, 500 / 32 + 1);
+    }
+
+    #[test]
+    fn several_runs_are_drawn_as_their_mean_with_a_band_over_the_epochs_all_have_done() {
+        let run = |accuracies: &[f64]| {
+            let mut run = curves(STEP, accuracies.len());
+            for (row, &a) in run.rows.iter_mut().zip(accuracies) {
+                row.val_accuracy = a;
+            }
+            run
+        };
+        let experiment = ExperimentCurves::new("e".into(), vec![run(&[0.2, 0.4, 0.5]), run(&[0.4, 0.6])]);
+        let series = experiment.series(|r| r.after_each_epoch(XAxis::Epoch, EpochRow::test_accuracy));
+        assert_eq!(series.points.len(), 2, "the third epoch is the first run's alone");
+        for ((x, mean), want) in series.points.iter().zip([(1.0, 0.3), (2.0, 0.5)]) {
+            assert!((x - want.0).abs() < 1e-12 && (mean - want.1).abs() < 1e-12, "{:?}", series.points);
+        }
+        assert_eq!(series.band.unwrap(), [(1.0, 0.2, 0.4), (2.0, 0.4, 0.6)]);
+        assert!(series.name.contains("mean of 2 runs"), "{}", series.name);
+        // A run with a test set of its own is drawn by its test column.
+        let mut held_out = run(&[0.2]);
+        held_out.rows[0].test_accuracy = Some(0.7);
+        let series = single(held_out).series(|r| r.after_each_epoch(XAxis::Epoch, EpochRow::test_accuracy));
+        assert_eq!((series.points, series.band), (vec![(1.0, 0.7)], None));
     }
 }

@@ -1,15 +1,16 @@
 //! A run folder (`results/<run>/`): the name of every file in it, and the small files that say
-//! what the run is (`config.json`, `run.json`, `command.txt`).
+//! what the run is (`config.json`, `run.json`, `command.txt`, `hardware.txt`).
 //!
 //! | file | format owned by |
 //! |---|---|
-//! | `config.json`, `run.json`, `command.txt` | here: the resolved config, the data limits, every command line |
+//! | `config.json`, `run.json`, `command.txt`, `hardware.txt` | here: the resolved config, the data limits, every command line, where each start of training ran |
 //! | `metrics.csv` | [`crate::metrics`], a row per epoch |
 //! | `last.safetensors`, `best.safetensors` | [`crate::checkpoint`], written by [`crate::train::record`] |
 //! | `tensorboard/events.out.tfevents.*` | [`crate::event_log`] |
 //! | `confusion_matrix.png` | [`crate::plot`], for `eval` |
 //! | `model.pt`, `model.pt.json` | [`crate::export`] (default location) |
 //! | `.lock` | [`crate::run_lock`], held while a process trains the run |
+//! | `train.log` | the trainer's output when `scripts/run-all.sh` or a SLURM task runs it; [`crate::results`] reads a failed start's error there |
 use crate::atomic_file::write_bytes;
 use crate::config::Experiment;
 use crate::run_lock::RunLock;
@@ -21,6 +22,9 @@ use std::path::{Path, PathBuf};
 pub const CONFIG: &str = "config.json";
 pub const LIMITS: &str = "run.json";
 pub const COMMANDS: &str = "command.txt";
+pub const HARDWARE: &str = "hardware.txt";
+/// What `run-all` writes the run's own output to (read by `report` for a failed run's error).
+pub const TRAIN_LOG: &str = "train.log";
 pub const METRICS: &str = "metrics.csv";
 pub const LAST: &str = "last.safetensors";
 pub const BEST: &str = "best.safetensors";
@@ -78,6 +82,12 @@ impl RunDir {
     pub fn commands(&self) -> PathBuf {
         self.path.join(COMMANDS)
     }
+    pub fn hardware(&self) -> PathBuf {
+        self.path.join(HARDWARE)
+    }
+    pub fn train_log(&self) -> PathBuf {
+        self.path.join(TRAIN_LOG)
+    }
     pub fn metrics(&self) -> PathBuf {
         self.path.join(METRICS)
     }
@@ -132,19 +142,44 @@ impl RunDir {
     }
 
     /// Records what is about to train: the resolved config, the data limits and (appended to the
-    /// earlier ones) this process's command line.
-    pub fn record_start(&self, experiment: &Experiment, limits: &DataLimits) -> Result<()> {
+    /// earlier ones) this process's command line and `hardware`, where it runs.
+    pub fn record_start(&self, experiment: &Experiment, limits: &DataLimits, hardware: &str) -> Result<()> {
         write_bytes(&self.config(), "the run's config", experiment.to_pretty_json().as_bytes())?;
         write_bytes(&self.limits(), "the run's settings", serde_json::to_string_pretty(limits)?.as_bytes())?;
-        let mut commands = std::fs::read_to_string(self.commands()).unwrap_or_default();
-        commands.push_str(&std::env::args().collect::<Vec<_>>().join(" "));
-        commands.push('\n');
-        write_bytes(&self.commands(), "the command log", commands.as_bytes())
+        let command = std::env::args().collect::<Vec<_>>().join(" ");
+        self.append_line(&self.commands(), "the command log", &command)?;
+        self.append_line(&self.hardware(), "the hardware log", hardware)
     }
 
-    /// Removes what training wrote (metrics and checkpoints), for `train --force`.
+    fn append_line(&self, path: &Path, what: &str, line: &str) -> Result<()> {
+        let mut text = std::fs::read_to_string(path).unwrap_or_default();
+        text.push_str(line);
+        text.push('\n');
+        write_bytes(path, what, text.as_bytes())
+    }
+
+    /// Where the run trained: the distinct lines of `hardware.txt`, in their first order (none
+    /// for runs from before it was written).
+    pub fn load_hardware(&self) -> Vec<String> {
+        let text = std::fs::read_to_string(self.hardware()).unwrap_or_default();
+        let mut lines: Vec<String> = Vec::new();
+        for line in text.lines().filter(|l| !l.is_empty()) {
+            if !lines.iter().any(|l| l == line) {
+                lines.push(line.to_string());
+            }
+        }
+        lines
+    }
+
+    /// Whether a process is training the run now (its lock is held), and which, as the lock
+    /// file says. Only looks: a folder without a lock file is not being trained.
+    pub fn trainer(&self) -> Option<String> {
+        crate::run_lock::holder(&self.lock_file())
+    }
+
+    /// Removes what training wrote (metrics, checkpoints, where it ran), for `train --force`.
     pub fn clear_training(&self) -> Result<()> {
-        for file in [self.metrics(), self.last(), self.best()] {
+        for file in [self.metrics(), self.last(), self.best(), self.hardware()] {
             if file.exists() {
                 std::fs::remove_file(&file).with_context(|| format!("cannot remove {}", file.display()))?;
             }

@@ -42,3 +42,19 @@ impl RunLock {
         Ok(RunLock { _file: file })
     }
 }
+
+/// The holder of the lock `path` when a process holds it ("pid N on HOST"), else `None`.
+/// Probes without creating the file or writing to it: a report reads results it does not own.
+/// (The probe holds a shared lock for an instant: a trainer starting in that instant is refused
+/// as if the folder were being trained, and can be started again.)
+pub fn holder(path: &Path) -> Option<String> {
+    let file = std::fs::File::open(path).ok()?;
+    match file.try_lock_shared() {
+        // Free: the shared lock just taken is released when `file` closes.
+        Ok(()) => None,
+        Err(std::fs::TryLockError::WouldBlock) => {
+            Some(std::fs::read_to_string(path).unwrap_or_default().trim().to_string())
+        }
+        Err(std::fs::TryLockError::Error(_)) => None,
+    }
+}

@@ -4,6 +4,7 @@
 //! [`crate::event_log`]'s.
 use crate::event_log::{event_files, read, wall_times_ending_at, EventLog, StepScalars};
 use crate::metrics;
+use crate::results;
 use crate::run_dir::{RunDir, METRICS};
 use anyhow::{ensure, Context, Result};
 use std::path::{Path, PathBuf};
@@ -30,16 +31,21 @@ pub fn backfill(paths: &[PathBuf], force: bool) -> Result<()> {
     Ok(())
 }
 
-/// `path` itself when it is a run folder, else the run folders in it.
+/// `path` itself when it is a run folder, else the run folders in it (one level below, or in
+/// the `seed-<k>` folders of an experiment folder: either layout of [`crate::results`]).
 fn runs_in(path: &Path) -> Result<Vec<RunDir>> {
     if RunDir::new(path).holds_run() {
         return Ok(vec![RunDir::new(path)]);
     }
     ensure!(path.is_dir(), "{} is neither a run folder nor a results folder: it does not exist", path.display());
-    let entries = std::fs::read_dir(path).with_context(|| format!("cannot list {}", path.display()))?;
-    let mut runs: Vec<RunDir> = entries
-        .filter_map(|entry| entry.ok())
-        .map(|entry| RunDir::new(entry.path()))
+    let experiments = match results::experiment_at(path) {
+        Some(seeds) => vec![seeds],
+        None => results::experiments(path)?,
+    };
+    let mut runs: Vec<RunDir> = experiments
+        .into_iter()
+        .flat_map(|experiment| experiment.runs)
+        .map(|run| run.dir)
         .filter(|run| run.holds_run())
         .collect();
     ensure!(

@@ -1,14 +1,15 @@
 #!/usr/bin/env bash
 # `make slurm-test`: a one-node SLURM cluster on localhost (munged, slurmctld, slurmd, all in a
 # temporary folder, on free ports), the job array of run-all.sbatch submitted by submit.sh with
-# two tiny CPU runs and the figure job after them; then a task stopped by its time-limit signal,
-# which must requeue itself and resume. Checks the runs' metrics, the figures and the logs, and
-# always stops the daemons and removes the folder.
+# two tiny CPU experiments, two seeds each (four tasks), and the figure and report job after
+# them; then a task stopped by its time-limit signal, which must requeue itself and resume.
+# Checks the runs' metrics and seeds, the figures, the report and the logs, and always stops the
+# daemons and removes the folder.
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
 export RESNEXT_BIN=${RESNEXT_BIN:-$ROOT/target/release/resnext}
-TIMEOUT=${SLURM_TEST_TIMEOUT:-240} # seconds for all the jobs
+TIMEOUT=${SLURM_TEST_TIMEOUT:-400} # seconds for all the jobs
 
 usage() {
   cat <<'EOF'
@@ -16,15 +17,16 @@ Usage: scripts/slurm/test.sh [--keep]
 
 Installs Debian's slurm-wlm and munge when missing (apt-get, as root), starts a one-node
 cluster on localhost in a temporary folder, submits scripts/slurm/submit.sh's job array with two
-tiny CPU runs (demo and tests/fixtures/tiny.json, 1 epoch on 2,000 images) and the figure job,
-then one task that gets the time-limit signal (SIGUSR1) mid-epoch and must requeue itself and
-resume. Checks each run's metrics.csv, the PNGs and the logs. Exits non-zero on any failure,
-printing the logs. The daemons are stopped and the folder removed in every case.
+tiny CPU experiments (demo and tests/fixtures/tiny.json, 1 epoch on 2,000 images) with SEEDS=2
+(four tasks, RESULTS/<experiment>/seed-<k>/) and the figure and report job, then one task
+(without seeds) that gets the time-limit signal (SIGUSR1) mid-epoch and must requeue itself and
+resume. Checks each run's metrics.csv and seed, the PNGs, report.md and the logs. Exits non-zero
+on any failure, printing the logs. The daemons are stopped and the folder removed in every case.
 
   --keep   keep the temporary folder (logs, runs) for a look afterwards
 
 Environment: RESNEXT_BIN (default target/release/resnext), CIFAR10_DIR (default
-data/cifar-10-batches-bin), SLURM_TEST_TIMEOUT (seconds, default 240).
+data/cifar-10-batches-bin), SLURM_TEST_TIMEOUT (seconds, default 400).
 EOF
 }
 
@@ -68,7 +70,7 @@ daemons=() # pids of munged, slurmctld, slurmd
 
 show_logs() {
   local f
-  for f in "$tmp"/logs/* "$tmp"/results/*/train.log "$tmp"/slurmctld.log "$tmp"/slurmd.log; do
+  for f in "$tmp"/logs/* "$tmp"/results*/*/train.log "$tmp"/results*/*/seed-*/train.log "$tmp"/slurmctld.log "$tmp"/slurmd.log; do
     [[ -f $f ]] || continue
     echo "----- $f (last 30 lines)"
     tail -n 30 "$f"
@@ -219,8 +221,9 @@ say "cluster up ($(sinfo -h -o '%P %D node(s) %c CPUs %t'); SLURM $(sinfo -V | c
 
 # 1. The array through submit.sh, as a user would run it, without the GPU (this node has none):
 # a command-line option overrides the script's #SBATCH --gres=gpu:1. Each task takes every core:
-# two libtorch processes on the same cores slow each other down many times over.
-export EXPERIMENTS="demo tests/fixtures/tiny.json"
+# two libtorch processes on the same cores slow each other down many times over. Two seeds of
+# each experiment: four tasks, one run each.
+export EXPERIMENTS="demo tests/fixtures/tiny.json" SEEDS=2
 export TRAIN_ARGS="--epochs 1 --train-limit 2000 --test-limit 200"
 export DEVICE=cpu RESULTS=$tmp/results PLOTS=$tmp/plots LOG_DIR=$tmp/logs
 out=$("$ROOT/scripts/slurm/submit.sh" --gres=none --cpus-per-task="$(nproc)") || fail "submit.sh failed: $out"
@@ -231,20 +234,27 @@ plots=$(sed -n 's/^submitted the figures: job \([0-9]*\).*/\1/p' <<<"$out")
 wait_for_jobs "$array" "$plots"
 check_job_completed "$array"
 check_job_completed "$plots"
-check_epochs "$RESULTS/demo" 0
-check_epochs "$RESULTS/tiny" 0
-for task in 0 1; do
+for run in demo/seed-0 demo/seed-1 tiny/seed-0 tiny/seed-1; do
+  check_epochs "$RESULTS/$run" 0
+  # Seeds 1 and 2: both configs have seed 1.
+  want=$((${run##*-} + 1))
+  grep -qE "^  \"seed\": $want,?\$" "$RESULTS/$run/config.json" || fail "$RESULTS/$run/config.json does not have seed $want"
+done
+for task in 0 1 2 3; do
   log="$LOG_DIR/resnext-${array}_$task.log"
   grep -q "finished" "$log" || fail "$log does not say the run finished"
 done
 compgen -G "$PLOTS/*.png" >/dev/null || fail "the figure job drew no PNG in $PLOTS"
 figures=("$PLOTS"/*.png)
-say "array $array: demo and tiny trained one epoch each; figure job $plots drew ${figures[*]##*/}"
+[[ -f $RESULTS/report.md && -f $RESULTS/report.json ]] || fail "the figure job wrote no report in $RESULTS"
+grep -qE '^\| demo \| 2 \(1, 2\) \| 2 finished \|' "$RESULTS/report.md" ||
+  fail "$RESULTS/report.md does not list demo with its two finished runs: $(grep -E '^\| demo ' "$RESULTS/report.md")"
+say "array $array: demo and tiny trained one epoch with seeds 1 and 2 each; job $plots drew ${figures[*]##*/} and wrote report.md"
 
 # 2. The time-limit path: SIGUSR1 to the batch shell (what --signal=B:USR1@300 sends) in the
 # middle of the first epoch: the task stops the run with a checkpoint, requeues itself, and the
 # requeued task resumes and finishes the epoch, recorded exactly once in metrics.csv.
-export EXPERIMENTS="tests/fixtures/tiny.json" RESULTS=$tmp/results-requeue
+export EXPERIMENTS="tests/fixtures/tiny.json" RESULTS=$tmp/results-requeue SEEDS=
 export TRAIN_ARGS="--epochs 1 --train-limit 2500 --test-limit 200"
 job=$(sbatch --parsable --chdir="$ROOT" --array=0 --gres=none --cpus-per-task="$(nproc)" \
   --output="$LOG_DIR/%x-%A_%a.log" "$ROOT/scripts/slurm/run-all.sbatch") || fail "sbatch failed: $job"

@@ -3,10 +3,12 @@
 //! Each epoch: the epoch rules set the lr (step schedule) -> for every batch of the epoch's
 //! plan: the step's lr (per-step rules, warmup) -> SGD step and weight average -> tally its
 //! stats -> report progress (and step scalars) -> (stop on Ctrl-C, with a checkpoint) ->
-//! evaluate on the test set -> let ReduceLROnPlateau see `val_loss` -> the epoch's record (best
-//! weights, checkpoint, CSV row, event log: [`record`]). An epoch's shuffle and augmentation
-//! come from (seed, epoch) alone ([`crate::batches`]), so a resumed run continues exactly as an
-//! uninterrupted one.
+//! evaluate on the validation data (the test set, as in the blog, unless the config holds out
+//! training images) and, when it is not the test set, on the test set as well -> let
+//! ReduceLROnPlateau see `val_loss` -> the epoch's record (best weights by `val_accuracy`,
+//! checkpoint, CSV row, event log: [`record`]). The test set's own scores are written down and
+//! read by nothing else. An epoch's shuffle and augmentation come from (seed, epoch) alone
+//! ([`crate::batches`]), so a resumed run continues exactly as an uninterrupted one.
 pub mod plan;
 pub mod record;
 
@@ -23,7 +25,7 @@ use crate::progress::EpochProgress;
 use crate::schedule::Clock;
 use crate::scores::{self, Scoring};
 use crate::step_stats::EpochTally;
-use anyhow::{bail, ensure, Result};
+use anyhow::{bail, ensure, Context, Result};
 use plan::RunPlan;
 use record::{Record, TrainState};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -67,29 +69,43 @@ pub fn run(request: &TrainRequest) -> Result<Outcome> {
     let plan = RunPlan::new(request)?;
     let (experiment, limits) = (&plan.experiment, &plan.limits);
     let compute = Compute::new(&request.compute, experiment.precision);
-    let data = Cifar10::load(&request.data_dir, limits.train_limit)?;
-    let train = data.train.to_device(compute.device);
+    // The held-out images are the last of all 50,000: a split needs every training batch.
+    let needed = if experiment.validation > 0 { None } else { limits.train_limit };
+    let data = Cifar10::load(&request.data_dir, needed);
+    let data = match experiment.validation {
+        0 => data?,
+        n => data.with_context(|| {
+            format!("validation = {n} holds out the last training images: it needs all five batches, whatever --train-limit")
+        })?,
+    };
+    let (train, held_out) =
+        data.train.hold_out(experiment.validation, limits.train_limit).context("config field `validation`")?;
     let test = data.test.first(limits.test_limit.unwrap_or(usize::MAX)).to_device(compute.device);
+    let train = train.to_device(compute.device);
+    let splits = match held_out {
+        Some(validation) => EvalSplits { validation: validation.to_device(compute.device), test: Some(test) },
+        None => EvalSplits { validation: test, test: None },
+    };
     let mut learner = Learner::new(experiment, &compute);
     let state = match plan.resume {
         true => TrainState::restore(&plan.dir, &mut learner)?,
         false => TrainState::new(experiment),
     };
-    let _lock = plan.record()?;
-    let mut record = Record::open(&plan.dir, state, plan.resume)?;
+    let _lock = plan.record(&format!("{}; {}", compute.machine(), compute.describe()))?;
+    let mut record = Record::open(&plan.dir, state, plan.resume, splits.test.is_some())?;
     if plan.resume {
         println!("resuming {} at epoch {} step {}", plan.dir.path().display(), record.state.epoch, record.state.step);
     }
     let scoring = Scoring::of(experiment, request.eval_batch, compute.device);
     let sync_every = request.sync_every.unwrap_or(default_sync_every(compute.device));
     println!(
-        "training {} on {}, eval batch {}, sync every {sync_every} step(s): {} train / {} test images, batch {}, \
+        "training {} on {}, eval batch {}, sync every {sync_every} step(s): {} train / {} images, batch {}, \
          epochs {}..{}, results in {}",
         experiment.name,
         compute.describe(),
         scoring.batch,
         train.len(),
-        test.len(),
+        splits.describe(),
         experiment.batch_size,
         record.state.epoch,
         experiment.epochs,
@@ -99,7 +115,7 @@ pub fn run(request: &TrainRequest) -> Result<Outcome> {
         println!("{note}");
     }
     install_stop_handler();
-    let trainer = Trainer { experiment, train: &train, test: &test, compute: &compute, scoring, sync_every };
+    let trainer = Trainer { experiment, train: &train, splits: &splits, compute: &compute, scoring, sync_every };
     while record.state.epoch < experiment.epochs {
         let end = trainer.train_epoch(&mut record, &mut learner)?;
         // A stop asked for during evaluation takes effect here, at the epoch boundary.
@@ -118,10 +134,31 @@ enum EpochEnd {
     Interrupted,
 }
 
+/// The images each epoch is evaluated on.
+struct EvalSplits {
+    /// What `val_*`, ReduceLROnPlateau and the best checkpoint follow: the held-out training
+    /// images, or the test set when the run holds none out.
+    validation: Split,
+    /// The test set, when it is not the validation data: the CSV's `test_*`, read by nothing
+    /// in training.
+    test: Option<Split>,
+}
+
+impl EvalSplits {
+    fn describe(&self) -> String {
+        match &self.test {
+            Some(test) => {
+                format!("{} validation (the last {0} training images) / {} test", self.validation.len(), test.len())
+            }
+            None => format!("{} test", self.validation.len()),
+        }
+    }
+}
+
 struct Trainer<'a> {
     experiment: &'a Experiment,
     train: &'a Split,
-    test: &'a Split,
+    splits: &'a EvalSplits,
     compute: &'a Compute,
     scoring: Scoring,
     sync_every: usize,
@@ -170,8 +207,12 @@ impl Trainer<'_> {
         let lr_changed = record.state.lr_rule.on_epoch_end(row.val_loss);
         record.end_epoch(learner, self.experiment, &row)?;
         let new_lr = if lr_changed { format!(" -> {:.3e}", record.state.lr_rule.lr) } else { String::new() };
+        let test = match row.test_accuracy {
+            Some(accuracy) => format!(" test_accuracy {accuracy:.4}"),
+            None => String::new(),
+        };
         progress.finish(&format!(
-            "epoch {}/{}: loss {:.4} accuracy {:.4} val_loss {:.4} val_accuracy {:.4} lr {:.3e}{new_lr} ({:.1}s, {:.0} img/s)",
+            "epoch {}/{}: loss {:.4} accuracy {:.4} val_loss {:.4} val_accuracy {:.4}{test} lr {:.3e}{new_lr} ({:.1}s, {:.0} img/s)",
             epoch + 1,
             self.experiment.epochs,
             row.loss,
@@ -219,19 +260,22 @@ impl Trainer<'_> {
         record.log_steps(logged)
     }
 
-    /// The epoch's CSV row: training sums plus a pass over the test set with the weights
-    /// inference uses. Keras's `val_loss` is the test loss (label-smoothed when the recipe
-    /// smooths) plus the L2 penalty of those weights.
+    /// The epoch's CSV row: training sums plus a pass over the validation data (and the test
+    /// set, when that is not the validation data) with the weights inference uses. Keras's
+    /// `val_loss` is the validation loss (label-smoothed when the recipe smooths) plus the L2
+    /// penalty of those weights; `test_loss` is the same on the test set.
     fn evaluate_epoch(&self, state: &TrainState, learner: &Learner, tally: &EpochTally, lr: f64) -> EpochRow {
         let network = learner.inference_network();
-        let scores = scores::score(network, self.test, self.compute, self.scoring);
+        let l2 = self.experiment.optimizer.l2;
+        let scores = scores::score(network, &self.splits.validation, self.compute, self.scoring);
+        let test = self.splits.test.as_ref().map(|test| scores::score(network, test, self.compute, self.scoring));
         let sums = tally.sums();
         let n = sums.seen as f64;
         EpochRow {
             epoch: state.epoch,
             loss: sums.loss / n,
             accuracy: sums.correct / n,
-            val_loss: scores.keras_loss(network, self.experiment.optimizer.l2),
+            val_loss: scores.keras_loss(network, l2),
             val_accuracy: scores.accuracy,
             lr,
             ce_loss: sums.ce / n,
@@ -239,6 +283,8 @@ impl Trainer<'_> {
             // Training and the evaluation that just ran.
             epoch_seconds: state.partial.seconds + tally.seconds(),
             images_per_second: n / sums.seconds,
+            test_loss: test.as_ref().map(|test| test.keras_loss(network, l2)),
+            test_accuracy: test.map(|test| test.accuracy),
         }
     }
 }

@@ -97,9 +97,9 @@ impl RunPlan {
     }
 
     /// Creates the run folder and takes its lock, then (clearing an old run with --force)
-    /// records the resolved config, the data limits and the command line. The run is this
-    /// process's for as long as the returned lock lives.
-    pub fn record(&self) -> Result<RunLock> {
+    /// records the resolved config, the data limits, the command line and `hardware`. The run is
+    /// this process's for as long as the returned lock lives.
+    pub fn record(&self, hardware: &str) -> Result<RunLock> {
         let dir = &self.dir;
         std::fs::create_dir_all(dir.path())
             .with_context(|| format!("cannot create the run folder {}", dir.path().display()))?;
@@ -107,7 +107,7 @@ impl RunPlan {
         if self.force {
             dir.clear_training()?;
         }
-        dir.record_start(&self.experiment, &self.limits)?;
+        dir.record_start(&self.experiment, &self.limits, hardware)?;
         Ok(lock)
     }
 }

@@ -85,11 +85,11 @@ pub struct Record<'a> {
 
 impl<'a> Record<'a> {
     /// Makes the run folder's CSV and event log say what `state` says: a resumed run's CSV is
-    /// rewritten from its checkpoint's history (a new run's is left to its first epoch), and the
-    /// event log is always rewritten.
-    pub fn open(dir: &'a RunDir, state: TrainState, resumed: bool) -> Result<Self> {
+    /// rewritten from its checkpoint's history (a new run's is left to its first epoch; its
+    /// header has the test columns when `test_columns`), and the event log is always rewritten.
+    pub fn open(dir: &'a RunDir, state: TrainState, resumed: bool, test_columns: bool) -> Result<Self> {
         if resumed {
-            metrics::rewrite(&dir.metrics(), &state.history)?;
+            metrics::rewrite(&dir.metrics(), &state.history, test_columns)?;
         }
         let events = EventLog::rewrite(&dir.tensorboard(), &state.history, &state.wall_times, &state.step_scalars)?;
         Ok(Record { dir, state, events })

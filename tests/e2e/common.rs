@@ -139,13 +139,19 @@ pub fn checkpoint_state(path: &Path) -> TrainState {
     serde_json::from_value(Checkpoint::load(path).unwrap().state).unwrap()
 }
 
-/// metrics.csv's rows, after checking that it has the header and no partial last line.
+/// metrics.csv's rows, after checking that it has the header (with the test columns when the
+/// run holds out a validation split, and then in every row) and no partial last line.
 pub fn metrics_rows(run: &Path) -> Vec<EpochRow> {
     let path = run.join(METRICS);
     let text = std::fs::read_to_string(&path).unwrap();
     assert!(text.ends_with('\n'), "metrics.csv ends in a partial line:\n{text}");
-    assert_eq!(text.lines().next().unwrap(), metrics::HEADER.join(","));
-    metrics::read(&path).unwrap()
+    let config = std::fs::read_to_string(run.join("config.json")).unwrap_or_else(|_| "{}".into());
+    let config: serde_json::Value = serde_json::from_str(&config).unwrap();
+    let test_columns = config["validation"].as_u64().unwrap_or(0) > 0;
+    assert_eq!(text.lines().next().unwrap(), metrics::header(test_columns).join(","));
+    let rows = metrics::read(&path).unwrap();
+    assert!(rows.iter().all(|r| r.test_accuracy.is_some() == test_columns && r.test_loss.is_some() == test_columns));
+    rows
 }
 
 /// The run's one event file, read back: (tag, step, value) in file order.
@@ -162,7 +168,9 @@ pub fn csv_scalars(run: &Path) -> Vec<(String, i64, f32)> {
     metrics::read(&run.join(METRICS))
         .unwrap()
         .iter()
-        .flat_map(|r| event_log::epoch_scalars(r).map(|(tag, v)| (tag.to_string(), r.epoch as i64, v as f32)))
+        .flat_map(|r| {
+            event_log::epoch_scalars(r).into_iter().map(|(tag, v)| (tag.to_string(), r.epoch as i64, v as f32))
+        })
         .collect()
 }
 

@@ -102,6 +102,9 @@ fn a_folder_with_some_training_batches_trains_within_them_and_names_the_missing_
     let out = dir.path().join("all").display().to_string();
     let all = bin().args(["train", &tiny(), "--out", &out, "--device", "cpu", "--data-dir", &to]).output().unwrap();
     assert_fails_with(&all, &["data_batch_2.bin, data_batch_3.bin, data_batch_4.bin, data_batch_5.bin"]);
+    // A validation split holds out the last images: it needs every batch, and says so.
+    let split = train_tiny(&dir.path().join("split"), &["--set", "validation=1000", "--data-dir", &to]);
+    assert_fails_with(&split, &["validation = 1000 holds out the last training images", "data_batch_5.bin"]);
     // Commands that train nothing need the test batch only; `data check` says what is there.
     let check = run_resnext(&["data", "check", "--data-dir", &to]);
     assert!(

@@ -72,10 +72,11 @@ fn signal(pid: i32, signal: i32) {
 
 /// The summary line run-all prints last for `exp`: "  demo  interrupted  ...".
 fn summary_line<'a>(stdout: &'a str, exp: &str) -> &'a str {
-    let tail: Vec<&str> = stdout.lines().rev().take(3).collect();
-    tail.iter()
+    let summary = stdout.rsplit("run-all: summary\n").next().unwrap_or_default();
+    summary
+        .lines()
         .find(|line| line.split_whitespace().next() == Some(exp))
-        .unwrap_or_else(|| panic!("the last lines do not name {exp}:\n{stdout}"))
+        .unwrap_or_else(|| panic!("the summary does not name {exp}:\n{stdout}"))
 }
 
 fn epochs(run: &Path) -> Vec<usize> {
@@ -111,9 +112,12 @@ fn one_sigint_stops_run_all_with_a_checkpoint_and_a_rerun_completes() {
     let log = std::fs::read_to_string(run.join("train.log")).unwrap();
     assert!(log.contains("resuming "), "the rerun resumed:\n{log}");
     assert_eq!(epochs(&run), [0, 1], "each epoch exactly once");
-    // Nothing per step in run-all's own output: a line when the run starts and one when it ends.
+    // Nothing per step in run-all's own output: a line when the run starts and one when it ends,
+    // (at the end) the figures, the report and its one claim about demo (not enough runs: no
+    // demo_fast here), and the summary.
     let per_run = stdout.lines().filter(|l| l.contains(" demo ") || l.ends_with(" demo")).count();
-    assert!(stdout.lines().count() <= 8 && per_run <= 3, "run-all printed too much:\n{stdout}");
+    assert!(stdout.lines().count() <= 10 && per_run <= 3, "run-all printed too much:\n{stdout}");
+    assert!(stdout.contains("report: ") && results.join("report.md").is_file(), "{stdout}");
 }
 
 #[test]
@@ -151,6 +155,60 @@ fn a_run_folder_being_trained_is_refused_to_a_second_trainer_and_sigterm_stops_r
     assert!(stderr.contains("SIGTERM: stopping 1 run(s)"), "{stderr}");
 }
 
+/// `run-all --seeds 2` over demo and demo_fast: each seed trains into its own folder with the
+/// config's seed + k, the report gives both as mean ± std over 2 seeds with a verdict for the
+/// demo's claim, and a rerun with more epochs resumes every seed's run.
+#[test]
+fn run_all_with_seeds_trains_each_seed_in_its_folder_reports_them_and_a_rerun_resumes_them() {
+    let _guard = serial();
+    let dir = tempfile::tempdir().unwrap();
+    let results = dir.path().join("results");
+    let run_all_seeds = |epochs: &str| {
+        let mut command = script("run-all.sh");
+        command.args(["--device", "cpu", "--only", "demo,demo_fast", "--seeds", "2"]);
+        command.args([
+            "--results",
+            &results.display().to_string(),
+            "--plots",
+            &dir.path().join("plots").display().to_string(),
+        ]);
+        command.args(["--", "--epochs", epochs, "--train-limit", "512", "--test-limit", "200"]).output().unwrap()
+    };
+    let output = run_all_seeds("1");
+    assert!(output.status.success(), "{}\n{}", stdout(&output), stderr(&output));
+    let text = stdout(&output);
+    let runs = ["demo/seed-0", "demo/seed-1", "demo_fast/seed-0", "demo_fast/seed-1"];
+    for run in runs {
+        assert!(summary_line(&text, run).contains("finished"), "{text}");
+        let config: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(results.join(run).join("config.json")).unwrap()).unwrap();
+        // Both configs have seed 1.
+        let k: u64 = run.rsplit('-').next().unwrap().parse().unwrap();
+        assert_eq!(config["seed"], 1 + k, "{run}");
+        assert_eq!(epochs(&results.join(run)), [0]);
+    }
+    assert!(!results.join("demo/metrics.csv").exists(), "no run in the experiment's own folder");
+    let report: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(results.join("report.json")).unwrap()).unwrap();
+    let claim = report["claims"].as_array().unwrap().iter().find(|c| c["id"] == "demo_fast_beats_demo").unwrap();
+    assert!(["holds", "does_not_hold", "cannot_tell"].contains(&claim["verdict"].as_str().unwrap()), "{claim}");
+    let md = std::fs::read_to_string(results.join("report.md")).unwrap();
+    for name in ["demo", "demo_fast"] {
+        let row = md.lines().find(|l| l.starts_with(&format!("| {name} | 2 (1, 2) | 2 finished | 1 of 1 | "))).unwrap();
+        assert!(row.contains("% ± "), "mean ± std over the 2 seeds: {row}");
+    }
+    assert!(text.contains("demo_fast_beats_demo: demo_fast "), "the claim's verdict is printed:\n{text}");
+    assert!(dir.path().join("plots/demo_vs_demo_fast.png").is_file(), "{text}");
+
+    let output = run_all_seeds("2");
+    assert!(output.status.success(), "{}\n{}", stdout(&output), stderr(&output));
+    for run in runs {
+        let log = std::fs::read_to_string(results.join(run).join("train.log")).unwrap();
+        assert!(log.contains("resuming "), "{run} was resumed:\n{log}");
+        assert_eq!(epochs(&results.join(run)), [0, 1], "{run}");
+    }
+}
+
 fn run_all(args: &[&str]) -> Output {
     script("run-all.sh").args(args).output().unwrap()
 }
@@ -169,6 +227,10 @@ fn run_all_names_unknown_experiments_and_starts_nothing() {
         (vec!["--device", "tpu"], "--device must be cuda or cpu, not 'tpu'"),
         (vec!["--epochs", "2"], "unknown option '--epochs'"),
         (vec!["--only", "demo,demo", "--device", "cpu"], "'demo' is listed twice"),
+        (vec!["--seeds", "0", "--device", "cpu"], "--seeds must be a positive whole number"),
+        (vec!["--seeds", "2", "--device", "cpu", "--", "--seed", "5"], "do not pass '--seed' after --"),
+        (vec!["--seeds", "2", "--device", "cpu", "--", "--set", "seed=5"], "do not pass 'seed=5' after --"),
+        (vec!["--only", "claims", "--device", "cpu"], "no experiment named 'claims'"),
     ] {
         let output = run_all(&args);
         assert_eq!(output.status.code(), Some(2), "{args:?}");
@@ -192,7 +254,9 @@ fn run_all_help_explains_every_option() {
     let output = run_all(&["--help"]);
     assert!(output.status.success());
     let help = stdout(&output);
-    for option in ["--device cuda|cpu", "--per-gpu N", "--only A,B", "--results DIR", "--plots DIR", "-- ARGS"] {
+    for option in
+        ["--device cuda|cpu", "--per-gpu N", "--only A,B", "--seeds N", "--results DIR", "--plots DIR", "-- ARGS"]
+    {
         assert!(help.contains(option), "--help lacks {option}:\n{help}");
     }
     assert!(help.contains("CUDA_VISIBLE_DEVICES") && help.contains("Exit status"), "{help}");

@@ -19,12 +19,14 @@ fn row(epoch: usize) -> EpochRow {
         val_ce_loss: 2.35,
         epoch_seconds: 30.0,
         images_per_second: 100.25,
+        test_loss: None,
+        test_accuracy: None,
     }
 }
 
 fn make_run(dir: &Path, epochs: usize) {
     std::fs::create_dir_all(dir).unwrap();
-    metrics::rewrite(&dir.join(METRICS), &(0..epochs).map(row).collect::<Vec<_>>()).unwrap();
+    metrics::rewrite(&dir.join(METRICS), &(0..epochs).map(row).collect::<Vec<_>>(), false).unwrap();
 }
 
 #[test]

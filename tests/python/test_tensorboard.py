@@ -22,8 +22,10 @@ from tensorboard.backend.event_processing.event_multiplexer import EventMultiple
 
 from harness import BIN, ENV, ROOT, main, resnext
 
-# metrics.csv's columns logged per epoch, under the same names.
+# metrics.csv's columns logged per epoch, under the same names; a run that holds out a
+# validation split (config `validation`) has the test set's two columns as well.
 EPOCH_TAGS = ["loss", "accuracy", "val_loss", "val_accuracy", "lr", "ce_loss", "val_ce_loss", "images_per_second"]
+TEST_TAGS = ["test_loss", "test_accuracy"]
 
 
 def train_tiny(run_dir, *extra, epochs=2):
@@ -51,8 +53,9 @@ def assert_events_match_csv(test, run_dir):
     with open(Path(run_dir) / "metrics.csv", newline="") as f:
         rows = list(csv.DictReader(f))
     test.assertGreater(len(rows), 0)
-    test.assertEqual(set(EPOCH_TAGS) - set(events.Tags()["scalars"]), set(), "every epoch tag is there")
-    for tag in EPOCH_TAGS:
+    tags = EPOCH_TAGS + [tag for tag in TEST_TAGS if tag in rows[0]]
+    test.assertEqual(set(tags) - set(events.Tags()["scalars"]), set(), "every epoch tag is there")
+    for tag in tags:
         logged = [(e.step, e.value) for e in events.Scalars(tag)]
         wanted = [(int(row["epoch"]), float32(float(row[tag]))) for row in rows]
         test.assertEqual(logged, wanted, f"{tag} in {files[0]}")
@@ -158,6 +161,11 @@ class TrainedRunTest(unittest.TestCase):
         events = assert_events_match_csv(self, self.run_dir)
         # 30 steps an epoch, 120 in all: every 2nd logged, each once, in order.
         self.assertEqual(self.step_losses(events), list(range(0, 120, 2)))
+
+    def test_a_run_with_a_validation_split_logs_the_test_columns_too(self):
+        train_tiny(self.run_dir, "--set", "validation=200")
+        events = assert_events_match_csv(self, self.run_dir)
+        self.assertEqual(sorted(events.Tags()["scalars"]), sorted(EPOCH_TAGS + TEST_TAGS))
 
     def test_force_starts_the_log_again(self):
         train_tiny(self.run_dir)
