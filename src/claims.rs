@@ -87,13 +87,7 @@ struct ClaimsFile {
 /// The claims in `file`, or (without one) in [`experiments::claims`], checked: ids unique,
 /// percentages in (0, 100], epochs at least 1, a comparison of two different experiments.
 pub fn load(file: Option<&Path>) -> Result<Vec<Claim>> {
-    let source = match file {
-        Some(path) => experiments::Source {
-            origin: path.display().to_string(),
-            text: std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?,
-        },
-        None => experiments::claims()?,
-    };
+    let source = experiments::Source::file_or(file, experiments::claims)?;
     parse(&source.text).with_context(|| format!("in the claims {}", source.origin))
 }
 

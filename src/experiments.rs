@@ -34,6 +34,15 @@ pub struct Source {
     pub text: String,
 }
 
+impl Source {
+    /// `file` when one is given, else `built_in` (a lookup as [`comparisons`] and [`claims`] do).
+    pub fn file_or(file: Option<&Path>, built_in: fn() -> Result<Source>) -> Result<Source> {
+        let Some(path) = file else { return built_in() };
+        let text = std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
+        Ok(Source { origin: path.display().to_string(), text })
+    }
+}
+
 /// The experiment `name_or_path` (a name as above, or a path: anything with a `/` or ending in
 /// `.json`) with `--set` overrides applied, checked.
 pub fn load(name_or_path: &str, overrides: &[String]) -> Result<Experiment> {

@@ -43,13 +43,7 @@ struct ComparisonsFile {
 
 /// The comparisons in `file`, or (without one) in [`experiments::comparisons`].
 pub fn load_comparisons(file: Option<&Path>) -> Result<Vec<Comparison>> {
-    let source = match file {
-        Some(path) => experiments::Source {
-            origin: path.display().to_string(),
-            text: std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?,
-        },
-        None => experiments::comparisons()?,
-    };
+    let source = experiments::Source::file_or(file, experiments::comparisons)?;
     Ok(serde_json::from_str::<ComparisonsFile>(&source.text)
         .with_context(|| format!("{} is malformed", source.origin))?
         .comparisons)

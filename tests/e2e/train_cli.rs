@@ -9,12 +9,7 @@ use std::time::Duration;
 /// A folder for this test process's runs, emptied on first use.
 fn scratch() -> &'static Path {
     static DIR: OnceLock<PathBuf> = OnceLock::new();
-    DIR.get_or_init(|| {
-        let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join("train_cli");
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).unwrap();
-        dir
-    })
+    DIR.get_or_init(|| fresh_scratch("train_cli"))
 }
 
 /// The shared run: tiny.json, 2 epochs on 3,000 training and 500 test images.

@@ -30,12 +30,7 @@ fn train(out: &Path, test_limit: &str, extra: &[&'static str]) -> std::process::
 
 fn scratch() -> &'static Path {
     static DIR: OnceLock<PathBuf> = OnceLock::new();
-    DIR.get_or_init(|| {
-        let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join("validation");
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).unwrap();
-        dir
-    })
+    DIR.get_or_init(|| fresh_scratch("validation"))
 }
 
 /// The shared straight run, evaluated on the first 100 test images.
