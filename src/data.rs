@@ -103,7 +103,17 @@ pub fn find(dir: &Path, name: &str) -> Option<PathBuf> {
 /// How many training batches `dir` has in order from the first (the images `--train-limit` can
 /// reach are 10,000 times this).
 pub fn leading_train_batches(dir: &Path) -> usize {
-    TRAIN_FILES.iter().take_while(|name| find(dir, name).is_some()).count()
+    leading(&train_files(dir))
+}
+
+/// Each training batch file of `dir`, in order, where it is present.
+fn train_files(dir: &Path) -> Vec<Option<PathBuf>> {
+    TRAIN_FILES.iter().map(|name| find(dir, name)).collect()
+}
+
+/// How many of `files` are present in order from the first.
+fn leading(files: &[Option<PathBuf>]) -> usize {
+    files.iter().take_while(|f| f.is_some()).count()
 }
 
 impl Cifar10 {
@@ -115,7 +125,7 @@ impl Cifar10 {
             "CIFAR-10 folder {} does not exist: pass --data-dir, set CIFAR10_DIR, or run `resnext data download`",
             dir.display()
         );
-        let present: Vec<Option<PathBuf>> = TRAIN_FILES.iter().map(|name| find(dir, name)).collect();
+        let present = train_files(dir);
         let needed = train_limit.map_or(TRAIN_FILES.len(), |n| n.div_ceil(RECORDS_PER_FILE).min(TRAIN_FILES.len()));
         let test = find(dir, TEST_FILE);
         let mut missing: Vec<&str> = (0..needed).filter(|&i| present[i].is_none()).map(|i| TRAIN_FILES[i]).collect();
@@ -123,7 +133,7 @@ impl Cifar10 {
             missing.push(TEST_FILE);
         }
         if !missing.is_empty() {
-            let there = present.iter().take_while(|p| p.is_some()).count();
+            let there = leading(&present);
             let hint = match (there, missing.contains(&TEST_FILE)) {
                 (1.., false) => format!(
                     "; pass --train-limit {} or less to train on the first {there} batch(es), which are there",
