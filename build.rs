@@ -13,12 +13,18 @@ use std::path::Path;
 
 fn main() {
     println!("cargo:rerun-if-env-changed=DEP_TCH_LIBTORCH_LIB");
-    println!("cargo:rerun-if-changed=csrc/ext.cpp");
+    for source in ["csrc/ext.cpp", "csrc/bn_relu_kernels.cpp", "csrc/bn_relu_kernels.h"] {
+        println!("cargo:rerun-if-changed={source}");
+    }
     let lib_dir = std::env::var("DEP_TCH_LIBTORCH_LIB")
         .expect("torch-sys reports where libtorch is (DEP_TCH_LIBTORCH_LIB); run `make setup` first");
     println!("cargo:rustc-link-arg=-Wl,--no-as-needed");
     println!("cargo:rustc-link-arg=-L{lib_dir}");
     println!("cargo:rustc-link-arg=-ltorch");
+    // ext.cpp's at::parallel_for is OpenMP in the wheel's libtorch (an inline template, compiled
+    // here with -fopenmp): it must run on the same OpenMP runtime as libtorch, the libgomp.so.1
+    // beside it, so that both share one thread pool and one thread count.
+    println!("cargo:rustc-link-arg=-l:libgomp.so.1");
     println!("cargo:rustc-link-arg=-Wl,--as-needed");
     println!("cargo:rustc-link-arg=-Wl,-rpath,{lib_dir}");
 
@@ -32,8 +38,10 @@ fn main() {
         .include(torch.join("include/torch/csrc/api/include"))
         .define("_GLIBCXX_USE_CXX11_ABI", cxx11_abi())
         .flag_if_supported("-Wno-unused-parameter")
+        .flag("-fopenmp")
         .file("csrc/ext.cpp")
         .compile("resnext_ext");
+    compile_bn_relu_kernels();
 
     // torch/version.py sits next to torch/lib: report it in `resnext info`. torch-sys checks the
     // version only when Python finds libtorch; a LIBTORCH folder is checked here.
@@ -53,6 +61,26 @@ fn main() {
         torch.display()
     );
     println!("cargo:rustc-env=LIBTORCH_VERSION={version}");
+}
+
+/// The fused BatchNorm-ReLU loops (csrc/bn_relu_kernels.cpp), once per instruction set; ext.cpp
+/// picks the one the CPU has at run time. Always optimised: a test build at -O0 would time and
+/// test loops nobody runs.
+fn compile_bn_relu_kernels() {
+    let out = std::path::PathBuf::from(std::env::var("OUT_DIR").expect("cargo sets OUT_DIR"));
+    let instruction_sets: [(&str, &[&str]); 3] = [
+        ("avx512", &["-mavx512f", "-mavx512bw", "-mavx512vl", "-mavx512dq", "-mfma", "-mprefer-vector-width=512"]),
+        ("avx2", &["-mavx2", "-mfma"]),
+        ("baseline", &[]),
+    ];
+    for (name, flags) in instruction_sets {
+        let mut build = cc::Build::new();
+        build.cpp(true).pic(true).std("c++17").opt_level(3).out_dir(out.join(name)).define("KERNELS", name);
+        for flag in flags {
+            build.flag(flag);
+        }
+        build.file("csrc/bn_relu_kernels.cpp").compile(&format!("resnext_bn_relu_{name}"));
+    }
 }
 
 /// The libtorch release tch 0.24 is written against.

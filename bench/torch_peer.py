@@ -143,6 +143,9 @@ def parse_args(argv):
     ap.add_argument("--steps", type=int, default=10, help="timed steps (the median is reported)")
     ap.add_argument("--warmup", type=int, default=2, help="untimed steps first (at least 1 with --compile)")
     ap.add_argument("--threads", type=int, default=None, help="torch.set_num_threads [default: torch's]")
+    ap.add_argument("--profile", type=int, default=0, metavar="N",
+                    help="after timing, profile N more steps (torch.profiler, self CPU time) and print them by "
+                         "operator class and operator, as `resnext bench --profile N` does")
     ap.add_argument("--depth", type=int, default=29)
     ap.add_argument("--cardinality", type=int, default=8)
     ap.add_argument("--width", type=int, default=16)
@@ -205,6 +208,49 @@ def main(argv=None):
           f"channels_last={int(args.channels_last)} tf32={args.tf32} compile={args.compile} "
           f"median {median * 1000:.1f} ms/step, {args.batch / median:.1f} img/s "
           f"(best {args.batch / min(seconds):.1f}) over {args.steps} steps after {args.warmup} warm-up{first_step}")
+    if args.profile:
+        profile(step, args.profile)
+
+
+def op_class(name):
+    """The class of an operator, as `resnext bench --profile` names them (src/bench.rs, op_class)."""
+    op = name.split("::")[-1]
+    if "conv" in op:
+        return "convolution"
+    if "batch_norm" in op:
+        return "BatchNorm"
+    if "relu" in op or op.startswith("threshold") or op.startswith("clamp"):
+        return "ReLU"
+    if op in ("add", "add_"):
+        return "add"
+    if "copy" in op or op in ("to", "contiguous", "clone"):
+        return "copies"
+    if op.startswith("_foreach"):
+        return "optimizer (foreach)"
+    return "other"
+
+
+def profile(step, steps):
+    """Self CPU time of `steps` steps by operator class and the ten slowest operators, per step."""
+    from torch.profiler import ProfilerActivity
+    from torch.profiler import profile as torch_profile
+
+    with torch_profile(activities=[ProfilerActivity.CPU]) as prof:
+        for _ in range(steps):
+            step()
+    # Operators only: the autograd engine's own records and the optimizer's wrapper are not ops.
+    ops = [e for e in prof.key_averages() if "::" in e.key and not e.key.startswith("autograd::")]
+    total = sum(e.self_cpu_time_total for e in ops)
+    per_step = lambda us: us / 1000 / steps
+    classes = {}
+    for e in ops:
+        classes[op_class(e.key)] = classes.get(op_class(e.key), 0) + e.self_cpu_time_total
+    print(f"PROFILE {steps} steps, {per_step(total):.1f} ms/step of operator self time")
+    for name, us in sorted(classes.items(), key=lambda kv: -kv[1]):
+        print(f"PROFILE class {name:<22} {100 * us / total:5.1f}% {per_step(us):8.1f} ms/step")
+    for e in sorted(ops, key=lambda e: -e.self_cpu_time_total)[:10]:
+        print(f"PROFILE op {e.key:<40} {100 * e.self_cpu_time_total / total:5.1f}% "
+              f"{per_step(e.self_cpu_time_total):8.1f} ms/step {e.count // steps:5d} calls/step")
 
 
 if __name__ == "__main__":

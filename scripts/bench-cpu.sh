@@ -6,24 +6,28 @@ cd "$(dirname "$0")/.."
 
 usage() {
   cat <<'EOF'
-Usage: scripts/bench-cpu.sh [--rounds N] [--precision fp32|bf16|both] [--peer PATH]
+Usage: scripts/bench-cpu.sh [--rounds N] [--precision fp32|bf16|both] [--profile N] [--peer PATH]
 
 Benchmarks my_resnext (batch 64) on this CPU: training steps (augmentation, forward, backward,
-update) and evaluation batches, `resnext bench` and the peer (bench/torch_peer.py,
-channels-last, the same malloc tunables the binary sets for itself) one after the other, N rounds.
-Prints every RESULT line and, for ours, the ATen ops per step. bf16 rounds time fewer steps: on a
-CPU without AMX or AVX512-BF16 a bf16 training step takes about a minute.
+update) and evaluation batches, `resnext bench` (with the fused BatchNorm-ReLU, its default on a
+CPU, and without it) and the peer (bench/torch_peer.py, channels-last, the same malloc tunables
+the binary sets for itself; in bf16 also its torch.compile'd step) one after the other, N rounds.
+Prints every RESULT line and, for ours, the ATen ops per step. On a CPU without AMX or
+AVX512-BF16, bf16 rounds time one step: a bf16 training step there takes about a minute.
 
   --rounds N      alternating rounds per measurement (default 2)
   --precision P   fp32, bf16 or both (default both)
+  --profile N     also record N training steps by operator, ours and the peer's eager, once per
+                  precision (PROFILE lines: self time by operator class and the slowest operators)
   --peer PATH     the peer script (default bench/torch_peer.py)
 EOF
 }
 
-rounds=2 precision=both peer=bench/torch_peer.py
+rounds=2 precision=both peer=bench/torch_peer.py profile=0
 while [ $# -gt 0 ]; do
   case "$1" in
     --rounds) rounds=$2; shift 2 ;;
+    --profile) profile=$2; shift 2 ;;
     --precision) precision=$2; shift 2 ;;
     --peer) peer=$2; shift 2 ;;
     -h|--help) usage; exit 0 ;;
@@ -37,26 +41,38 @@ python=${PYTHON:-.venv/bin/python}
 export GLIBC_TUNABLES=glibc.malloc.mmap_threshold=4294967295:glibc.malloc.trim_threshold=4294967295
 threads=$(nproc)
 
-# ours <mode> <precision> <steps> <warmup>
+# ours <label> <mode> <precision> <steps> <warmup> [more resnext bench options]
 ours() {
-  "$bin" bench my_resnext --device cpu --mode "$1" --precision "$2" --batch 64 --steps "$3" --warmup "$4" \
-    | grep -E '^(ATen ops|RESULT)' | sed "s/^/ours $1 $2: /"
+  local label=$1 mode=$2 p=$3 steps=$4 warmup=$5
+  shift 5
+  "$bin" bench my_resnext --device cpu --mode "$mode" --precision "$p" --batch 64 --steps "$steps" --warmup "$warmup" "$@" \
+    | grep -E '^(ATen ops|RESULT|PROFILE)' | sed "s/^/$label $mode $p: /"
 }
 
-# peer <mode> <precision> <steps> <warmup>
+# peer <label> <mode> <precision> <steps> <warmup> [more peer options]
 peer() {
-  "$python" -W ignore "$peer" --mode "$1" --precision "$2" --batch 64 --threads "$threads" --channels-last \
-    --steps "$3" --warmup "$4" | grep '^RESULT' | sed "s/^/peer $1 $2: /"
+  local label=$1 mode=$2 p=$3 steps=$4 warmup=$5
+  shift 5
+  "$python" -W ignore "$peer" --mode "$mode" --precision "$p" --batch 64 --threads "$threads" --channels-last \
+    --steps "$steps" --warmup "$warmup" "$@" 2>/dev/null | grep -E '^(RESULT|PROFILE)' | sed "s/^/$label $mode $p: /"
 }
 
-echo "$(date -u '+%Y-%m-%d %H:%M UTC'), $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs), $threads cores"
+native_bf16=$(grep -m1 -o -E 'amx_bf16|avx512_bf16' /proc/cpuinfo || true)
+echo "$(date -u '+%Y-%m-%d %H:%M UTC'), $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs), $threads cores, native bf16: ${native_bf16:-no}"
 for p in fp32 bf16; do
   [ "$precision" = both ] || [ "$precision" = "$p" ] || continue
-  if [ "$p" = fp32 ]; then train=(5 1) eval=(10 2); else train=(1 1) eval=(3 1); fi
+  if [ "$p" = fp32 ] || [ -n "$native_bf16" ]; then train=(5 1) eval=(10 2); else train=(1 1) eval=(3 1); fi
   for ((r = 1; r <= rounds; r++)); do
-    ours train "$p" "${train[@]}"
-    peer train "$p" "${train[@]}"
-    ours eval "$p" "${eval[@]}"
-    peer eval "$p" "${eval[@]}"
+    ours ours train "$p" "${train[@]}"
+    peer peer train "$p" "${train[@]}"
+    ours ours-unfused train "$p" "${train[@]}" --fused false
+    # The compiled step: compiling takes about a minute, in the warm-up steps (not timed).
+    [ "$p" = bf16 ] && peer peer-compiled train "$p" "${train[0]}" 2 --compile
+    ours ours eval "$p" "${eval[@]}"
+    peer peer eval "$p" "${eval[@]}"
   done
+  if ((profile > 0)); then
+    ours ours train "$p" 1 1 --profile "$profile"
+    peer peer train "$p" 1 1 --profile "$profile"
+  fi
 done

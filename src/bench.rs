@@ -27,6 +27,8 @@ pub struct BenchRequest {
     pub steps: usize,
     /// Untimed steps first.
     pub warmup: usize,
+    /// Steps recorded by operator after the timed ones (0: none).
+    pub profile: usize,
     pub data_dir: PathBuf,
 }
 
@@ -42,15 +44,15 @@ pub enum Mode {
 
 pub fn run(request: &BenchRequest) -> Result<String> {
     let experiment = &request.experiment;
-    let compute = Compute::new(&request.compute, experiment.precision);
+    let compute = Compute::new(&request.compute, experiment.precision)?;
     let device = compute.device;
     let batch = request.batch.unwrap_or(match request.mode {
         Mode::Eval => scores::default_batch(device),
         _ => experiment.batch_size,
     });
     let (steps, warmup, mode) = (request.steps, request.warmup, request.mode);
-    // One more step than timed: its ATen ops are counted.
-    let needed = batch * (steps + warmup + 1);
+    // One more step than timed (its ATen ops are counted), and those recorded by operator.
+    let needed = batch * (steps + warmup + 1 + request.profile);
     let (split, source) = images(&request.data_dir, needed)?;
     let split = split.to_device(device);
     let experiment = Experiment { batch_size: batch, ..experiment.clone() };
@@ -80,6 +82,16 @@ pub fn run(request: &BenchRequest) -> Result<String> {
         }
     }
     let (_, ops) = torch_ext::count_ops(|| sync(device, &one_step(warmup + steps)));
+    let first_profiled = warmup + steps + 1;
+    let (_, records) = torch_ext::record_ops(|| {
+        for step in first_profiled..first_profiled + request.profile {
+            sync(device, &one_step(step));
+        }
+    });
+    let profile = match request.profile {
+        0 => String::new(),
+        n => profile_table(&records, n),
+    };
     seconds.sort_by(f64::total_cmp);
     let median = seconds[seconds.len() / 2];
     let per = if mode == Mode::Eval { "batch" } else { "step" };
@@ -88,7 +100,7 @@ pub fn run(request: &BenchRequest) -> Result<String> {
          images: {source}\n\
          ATen ops per {per}: {ops}\n\
          RESULT mode={:?} precision={} median {:.1} ms/step, {:.1} images/s (best {:.1}) over {} steps after {} \
-         warm-up; peak RSS {:.0} MiB",
+         warm-up; peak RSS {:.0} MiB{profile}",
         compute.describe(),
         tch::get_num_threads(),
         host::LIBTORCH_VERSION,
@@ -107,6 +119,64 @@ pub fn run(request: &BenchRequest) -> Result<String> {
         warmup,
         peak_rss_mib()
     ))
+}
+
+/// The class of an operator, for a profile: the same classes as `bench/torch_peer.py
+/// --profile`, so that the two tables line up.
+pub fn op_class(name: &str) -> &'static str {
+    let op = name.rsplit("::").next().unwrap_or(name);
+    if name.starts_with("resnext::batch_norm_relu") {
+        "fused BatchNorm-ReLU"
+    } else if op.contains("conv") {
+        "convolution"
+    } else if op.contains("batch_norm") {
+        "BatchNorm"
+    } else if op.contains("relu") || op.starts_with("threshold") || op.starts_with("clamp") {
+        "ReLU"
+    } else if op == "add" || op == "add_" {
+        "add"
+    } else if op.contains("copy") || op == "to" || op == "contiguous" || op == "clone" {
+        "copies"
+    } else if op.starts_with("_foreach") {
+        "optimizer (foreach)"
+    } else {
+        "other"
+    }
+}
+
+/// Self time by operator class and the ten slowest operators, per step, as lines after the
+/// RESULT line.
+fn profile_table(records: &[torch_ext::OpRecord], steps: usize) -> String {
+    let total: f64 = records.iter().map(|r| r.self_time.as_secs_f64()).sum();
+    let per_step_ms = |seconds: f64| seconds * 1000.0 / steps as f64;
+    let mut classes: Vec<(&str, f64)> = Vec::new();
+    for record in records {
+        let class = op_class(&record.name);
+        match classes.iter_mut().find(|(name, _)| *name == class) {
+            Some((_, seconds)) => *seconds += record.self_time.as_secs_f64(),
+            None => classes.push((class, record.self_time.as_secs_f64())),
+        }
+    }
+    classes.sort_by(|a, b| b.1.total_cmp(&a.1));
+    let mut table = format!("\nPROFILE {steps} steps, {:.1} ms/step of operator self time", per_step_ms(total));
+    for (class, seconds) in classes {
+        table += &format!(
+            "\nPROFILE class {class:<22} {:>5.1}% {:>8.1} ms/step",
+            100.0 * seconds / total,
+            per_step_ms(seconds)
+        );
+    }
+    for record in records.iter().take(10) {
+        let seconds = record.self_time.as_secs_f64();
+        table += &format!(
+            "\nPROFILE op {:<40} {:>5.1}% {:>8.1} ms/step {:>5} calls/step",
+            record.name,
+            100.0 * seconds / total,
+            per_step_ms(seconds),
+            record.calls as usize / steps
+        );
+    }
+    table
 }
 
 /// Real CIFAR-10 training images when the data folder exists, else random ones (the speed is
@@ -143,4 +213,59 @@ pub fn peak_rss_mib() -> f64 {
     let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
     unsafe { libc::getrusage(libc::RUSAGE_SELF, &mut usage) };
     usage.ru_maxrss as f64 / 1024.0
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::torch_ext::OpRecord;
+    use std::time::Duration;
+
+    #[test]
+    fn operators_fall_in_the_classes_the_peer_uses() {
+        // The same names as tests/python/test_peer.py's operator classes test.
+        for (name, class) in [
+            ("aten::convolution_backward", "convolution"),
+            ("aten::mkldnn_convolution", "convolution"),
+            ("aten::native_batch_norm_backward", "BatchNorm"),
+            ("aten::threshold_backward", "ReLU"),
+            ("aten::clamp_min_", "ReLU"),
+            ("aten::add_", "add"),
+            ("aten::copy_", "copies"),
+            ("aten::_foreach_add_", "optimizer (foreach)"),
+            ("aten::empty", "other"),
+            ("resnext::batch_norm_relu_backward", "fused BatchNorm-ReLU"),
+        ] {
+            assert_eq!(op_class(name), class, "{name}");
+        }
+    }
+
+    #[test]
+    fn the_profile_table_sums_classes_per_step_and_lists_the_slowest_operators_first() {
+        let record = |name: &str, ms: u64, calls| OpRecord {
+            name: name.into(),
+            calls,
+            outermost: calls,
+            self_time: Duration::from_millis(ms),
+        };
+        let records = [
+            record("aten::convolution_backward", 600, 4),
+            record("aten::mkldnn_convolution", 200, 4),
+            record("resnext::batch_norm_relu", 150, 2),
+            record("aten::empty", 50, 10),
+        ];
+        let table = profile_table(&records, 2);
+        let lines: Vec<&str> = table.lines().filter(|l| !l.is_empty()).collect();
+        assert_eq!(lines[0], "PROFILE 2 steps, 500.0 ms/step of operator self time");
+        assert!(
+            lines[1].starts_with("PROFILE class convolution") && lines[1].ends_with(" 80.0%    400.0 ms/step"),
+            "{table}"
+        );
+        assert!(lines[2].contains("fused BatchNorm-ReLU") && lines[2].contains("15.0%"), "{table}");
+        assert!(
+            lines[4].starts_with("PROFILE op aten::convolution_backward") && lines[4].ends_with("2 calls/step"),
+            "{table}"
+        );
+        assert_eq!(lines.len(), 1 + 3 + 4);
+    }
 }

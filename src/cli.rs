@@ -178,6 +178,11 @@ pub struct ComputeArgs {
     /// GPUs (faster, 10-bit mantissa; off by default: Keras's fp32 is full fp32).
     #[arg(long)]
     pub tf32: bool,
+    /// Train with BatchNorm -> ReLU and BatchNorm -> + shortcut -> ReLU fused into one op each,
+    /// forward and backward: the same function in fewer passes over the activations, faster on
+    /// a CPU (README, Performance). CPU only [default: true on CPU, false on CUDA].
+    #[arg(long, value_name = "BOOL")]
+    pub fused: Option<bool>,
 }
 
 impl ComputeArgs {
@@ -188,6 +193,7 @@ impl ComputeArgs {
             memory_format: self.memory_format,
             cudnn_benchmark: self.cudnn_benchmark,
             tf32: self.tf32,
+            fused_batch_norm: self.fused,
         }
     }
 }
@@ -387,6 +393,11 @@ pub struct BenchArgs {
     /// Untimed steps first.
     #[arg(long, default_value_t = 2)]
     pub warmup: u64,
+    /// After timing, record N more steps by operator and print where their time went: self time
+    /// by operator class (convolution, BatchNorm, ReLU, ...) and the slowest operators, as
+    /// `bench/torch_peer.py --profile N` prints them for the peer.
+    #[arg(long, value_name = "N", default_value_t = 0)]
+    pub profile: u64,
     #[command(flatten)]
     pub data: DataDirArg,
 }
@@ -401,6 +412,7 @@ impl BenchArgs {
             batch: self.batch,
             steps: self.steps as usize,
             warmup: self.warmup as usize,
+            profile: self.profile as usize,
             data_dir: self.data.resolve(),
         })
     }

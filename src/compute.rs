@@ -41,12 +41,20 @@ pub struct ComputeRequest {
     pub memory_format: Option<MemoryFormat>,
     pub cudnn_benchmark: Option<bool>,
     pub tf32: bool,
+    pub fused_batch_norm: Option<bool>,
 }
 
 impl ComputeRequest {
     /// The CPU with every default.
     pub fn cpu() -> Self {
-        ComputeRequest { device: Device::Cpu, precision: None, memory_format: None, cudnn_benchmark: None, tf32: false }
+        ComputeRequest {
+            device: Device::Cpu,
+            precision: None,
+            memory_format: None,
+            cudnn_benchmark: None,
+            tf32: false,
+            fused_batch_norm: None,
+        }
     }
 }
 
@@ -59,13 +67,20 @@ pub struct Compute {
     /// cuDNN benchmark mode: the input shapes are fixed, so timing the algorithms once pays.
     pub cudnn_benchmark: bool,
     pub tf32: bool,
+    /// Training's BatchNorm -> ReLU and BatchNorm -> + shortcut -> ReLU as one op each, with
+    /// its own backward (`torch_ext::batch_norm_relu`): the same function in fewer passes over
+    /// the activations. CPU only; CUDA keeps libtorch's kernels until the op is measured there.
+    pub fused_batch_norm: bool,
 }
 
 impl Compute {
     /// The settings `request` resolves to for a run whose config says `precision`; sets
     /// libtorch's process-wide switches to them.
-    pub fn new(request: &ComputeRequest, precision: Precision) -> Self {
+    pub fn new(request: &ComputeRequest, precision: Precision) -> Result<Self> {
         let cuda = request.device.is_cuda();
+        if cuda && request.fused_batch_norm == Some(true) {
+            bail!("--fused true: the fused BatchNorm-ReLU op runs on the CPU only (use --fused false on CUDA)");
+        }
         let compute = Compute {
             device: request.device,
             precision: request.precision.unwrap_or(precision),
@@ -77,9 +92,10 @@ impl Compute {
             }),
             cudnn_benchmark: request.cudnn_benchmark.unwrap_or(cuda),
             tf32: request.tf32,
+            fused_batch_norm: request.fused_batch_norm.unwrap_or(!cuda),
         };
         compute.apply();
-        compute
+        Ok(compute)
     }
 
     /// Sets libtorch's process-wide switches to these settings.
@@ -136,11 +152,12 @@ impl Compute {
             MemoryFormat::Contiguous => "NCHW",
         };
         format!(
-            "{:?}, {}, {format}, cuDNN benchmark {}, TF32 {}",
+            "{:?}, {}, {format}, cuDNN benchmark {}, TF32 {}, fused BatchNorm-ReLU {}",
             self.device,
             self.precision.name(),
             self.cudnn_benchmark,
-            self.tf32
+            self.tf32,
+            self.fused_batch_norm
         )
     }
 }

@@ -6,6 +6,7 @@
 //! defaults differ from Keras we follow Keras: BN eps 1e-3, momentum 0.99 (0.01 in torch
 //! terms), gamma 1 and beta 0; truncated he_normal weights; TensorFlow's 'same' padding.
 use crate::config::ModelConfig;
+use crate::torch_ext;
 use std::collections::HashSet;
 use tch::nn::{self, ModuleT};
 use tch::{Kind, Tensor};
@@ -88,11 +89,13 @@ fn block_specs(cfg: &ModelConfig) -> Vec<BlockSpec> {
 }
 
 /// Builds the network under `path`: a module mapping normalised NCHW images to logits
-/// (softmax is left to the loss, as cross-entropy on logits), and its layers in order.
-pub fn build(path: &nn::Path, cfg: &ModelConfig) -> (nn::SequentialT, Vec<Layer>) {
-    let mut layers = Layers { list: vec![], size: IMAGE_SIZE };
+/// (softmax is left to the loss, as cross-entropy on logits), and its layers in order. With
+/// `fused`, training runs each BatchNorm that a ReLU follows as one fused op
+/// ([`torch_ext::batch_norm_relu`], CPU only); inference is the same either way.
+pub fn build(path: &nn::Path, cfg: &ModelConfig, fused: bool) -> (nn::SequentialT, Vec<Layer>) {
+    let mut layers = Layers { list: vec![], size: IMAGE_SIZE, fused };
     let stem = conv_bn(&mut layers, &(path / "stem"), ("conv", "bn"), 3, STEM_CHANNELS, 3, 1, 1);
-    let mut net = nn::seq_t().add(stem).add_fn(relu_in_place);
+    let mut net = nn::seq_t().add_fn_t(move |x, train| stem.forward_relu(x, None, train));
     let specs = block_specs(cfg);
     for &spec in &specs {
         let block_path = path / format!("stage{}", spec.stage) / format!("block{}", spec.index);
@@ -106,10 +109,12 @@ pub fn build(path: &nn::Path, cfg: &ModelConfig) -> (nn::SequentialT, Vec<Layer>
     (net.add_fn(|x| x.mean_dim(&[2i64, 3][..], false, Kind::Float)).add(fc), layers.list)
 }
 
-/// The layers made so far, and the spatial size of the last one's output.
+/// The layers made so far, the spatial size of the last one's output, and whether the
+/// BatchNorms it makes fuse with their ReLU in training.
 struct Layers {
     list: Vec<Layer>,
     size: i64,
+    fused: bool,
 }
 
 impl Layers {
@@ -128,12 +133,9 @@ fn bottleneck(layers: &mut Layers, path: &nn::Path, spec: BlockSpec, cardinality
     let shortcut = (in_channels != 2 * f)
         .then(|| conv_bn(layers, path, ("shortcut_conv", "shortcut_bn"), in_channels, 2 * f, 1, stride, 1));
     layers.size = input_size;
-    let residual = nn::seq_t()
-        .add(conv_bn(layers, path, ("conv1", "bn1"), in_channels, f, 1, 1, 1))
-        .add_fn(relu_in_place)
-        .add(conv_bn(layers, path, ("conv2", "bn2"), f, f, 3, stride, cardinality))
-        .add_fn(relu_in_place)
-        .add(conv_bn(layers, path, ("conv3", "bn3"), f, 2 * f, 1, 1, 1));
+    let conv1 = conv_bn(layers, path, ("conv1", "bn1"), in_channels, f, 1, 1, 1);
+    let conv2 = conv_bn(layers, path, ("conv2", "bn2"), f, f, 3, stride, cardinality);
+    let conv3 = conv_bn(layers, path, ("conv3", "bn3"), f, 2 * f, 1, 1, 1);
     let size = layers.size;
     layers.push(&(path / "add_relu"), "Add + ReLU".into(), vec![size, size, 2 * f]);
     nn::func_t(move |x, train| {
@@ -141,7 +143,8 @@ fn bottleneck(layers: &mut Layers, path: &nn::Path, spec: BlockSpec, cardinality
             Some(projection) => projection.forward_t(x, train),
             None => x.shallow_clone(),
         };
-        relu_in_place(&(residual.forward_t(x, train) + skip))
+        let residual = conv2.forward_relu(&conv1.forward_relu(x, None, train), None, train);
+        conv3.forward_relu(&residual, Some(&skip), train)
     })
 }
 
@@ -153,11 +156,14 @@ fn relu_in_place(x: &Tensor) -> Tensor {
 }
 
 pub const BN_EPSILON: f64 = 1e-3;
+/// Keras's BatchNorm momentum: `moving = moving * 0.99 + batch * 0.01` (torch calls 0.01 the momentum).
+pub const BN_MOMENTUM: f64 = 0.99;
 
 /// Keras `BatchNormalization()`: momentum 0.99 (torch 0.01), epsilon 1e-3, gamma 1, beta 0.
 pub fn batch_norm(path: nn::Path, channels: i64) -> nn::BatchNorm {
     let config = nn::BatchNormConfig {
         eps: BN_EPSILON,
+        // 1 - BN_MOMENTUM, written exactly (1.0 - 0.99 is 0.010000000000000009).
         momentum: 0.01,
         ws_init: nn::Init::Const(1.0),
         bs_init: nn::Init::Const(0.0),
@@ -217,6 +223,8 @@ impl nn::Module for Conv {
 pub struct ConvBn {
     conv: Conv,
     bn: nn::BatchNorm,
+    /// Whether training fuses the BatchNorm with the ReLU that follows it ([`Self::forward_relu`]).
+    fused: bool,
 }
 
 /// A convolution and its BatchNorm, named `names` under `path`, recorded in `layers`.
@@ -241,7 +249,34 @@ fn conv_bn(
     };
     layers.push(&conv_path, kind, shape.clone());
     layers.push(&bn_path, "BatchNormalization".into(), shape);
-    ConvBn { conv: conv(conv_path, c_in, c_out, k, stride, groups), bn: batch_norm(bn_path, c_out) }
+    ConvBn {
+        conv: conv(conv_path, c_in, c_out, k, stride, groups),
+        bn: batch_norm(bn_path, c_out),
+        fused: layers.fused,
+    }
+}
+
+impl ConvBn {
+    /// `relu(conv_bn(x) + skip)`, or `relu(conv_bn(x))` without a skip: in training with the
+    /// fused op when this layer was built fused, else (and in inference) as separate ops.
+    fn forward_relu(&self, x: &Tensor, skip: Option<&Tensor>, train: bool) -> Tensor {
+        if train && self.fused {
+            let state = torch_ext::BatchNormState {
+                gamma: self.bn.ws.as_ref().expect("affine BN"),
+                beta: self.bn.bs.as_ref().expect("affine BN"),
+                running_mean: &self.bn.running_mean,
+                running_var: &self.bn.running_var,
+                momentum: BN_MOMENTUM,
+                eps: BN_EPSILON,
+            };
+            return torch_ext::batch_norm_relu(&nn::Module::forward(&self.conv, x), skip, &state);
+        }
+        let y = self.forward_t(x, train);
+        relu_in_place(&match skip {
+            Some(skip) => y + skip,
+            None => y,
+        })
+    }
 }
 
 impl ModuleT for ConvBn {
@@ -302,7 +337,7 @@ mod tests {
         tch::manual_seed(0);
         let cfg = ModelConfig { name: "resnext".into(), depth: 11, cardinality: 2, width: 2, num_classes: 10 };
         let vs = nn::VarStore::new(Device::Cpu);
-        let (net, layers) = build(&vs.root(), &cfg);
+        let (net, layers) = build(&vs.root(), &cfg, false);
         let logits = net.forward_t(&Tensor::randn([3, 3, 32, 32], (Kind::Float, Device::Cpu)), true);
         assert_eq!(logits.size(), vec![3, 10]);
         assert!(bool::try_from(logits.isfinite().all()).unwrap());
@@ -317,7 +352,7 @@ mod tests {
     fn the_builder_declares_every_conv_and_dense_weight_a_kernel_and_nothing_else() {
         let cfg = ModelConfig { name: "resnext".into(), depth: 11, cardinality: 2, width: 2, num_classes: 10 };
         let vs = nn::VarStore::new(Device::Cpu);
-        let _net = build(&vs.root(), &cfg);
+        let _net = build(&vs.root(), &cfg, false);
         let parameters = parameters(&vs);
         let (kernels, others): (Vec<_>, Vec<_>) = parameters.iter().partition(|p| p.kernel);
         // ResNeXt-11: stem conv, 3 blocks of 3 convs, 3 projection shortcuts, the dense layer.
@@ -335,7 +370,8 @@ mod tests {
     fn folded_inference_equals_conv_then_batch_norm() {
         tch::manual_seed(2);
         let vs = nn::VarStore::new(Device::Cpu);
-        let layer = conv_bn(&mut Layers { list: vec![], size: 10 }, &vs.root(), ("conv", "bn"), 6, 8, 3, 2, 2);
+        let layer =
+            conv_bn(&mut Layers { list: vec![], size: 10, fused: false }, &vs.root(), ("conv", "bn"), 6, 8, 3, 2, 2);
         let x = Tensor::randn([4, 6, 10, 10], (Kind::Float, Device::Cpu));
         for _ in 0..50 {
             let _ = layer.forward_t(&(&x * 3.0 + 1.0), true); // move the moving averages away from 0 and 1
@@ -421,5 +457,34 @@ mod tests {
         close(Vec::<f32>::try_from(&bn.running_mean).unwrap(), &example["moving_mean_after"], "moving mean");
         close(Vec::<f32>::try_from(&bn.running_var).unwrap(), &example["moving_variance_after"], "moving variance");
         close(nhwc(bn.forward_t(&x, false)), &example["output_training_false_after"], "inference output");
+    }
+
+    #[test]
+    fn fused_batch_norm_relu_matches_keras_training_step_followed_by_relu() {
+        let example = &keras_reference("batch_normalization.json")["train_step_example"];
+        let input = &example["input_nhwc"];
+        let x =
+            Tensor::from_slice(&floats(&input["data"])).view(shape(&input["shape"]).as_slice()).permute([0, 3, 1, 2]);
+        let vs = nn::VarStore::new(Device::Cpu);
+        let bn = batch_norm(vs.root() / "bn", x.size()[1]);
+        let state = torch_ext::BatchNormState {
+            gamma: bn.ws.as_ref().unwrap(),
+            beta: bn.bs.as_ref().unwrap(),
+            running_mean: &bn.running_mean,
+            running_var: &bn.running_var,
+            momentum: BN_MOMENTUM,
+            eps: BN_EPSILON,
+        };
+        // The Keras example is [4, 2, 2, 3]: channels-last strides of those sizes, as the op wants them.
+        let y = torch_ext::batch_norm_relu(&x, None, &state);
+        let got = Vec::<f32>::try_from(y.permute([0, 2, 3, 1]).contiguous().flatten(0, -1)).unwrap();
+        let want: Vec<f32> = floats(&example["output_training_true"]["data"]).iter().map(|v| v.max(0.0)).collect();
+        let max_diff = |a: &[f32], b: &[f32]| a.iter().zip(b).map(|(a, b)| (a - b).abs()).fold(0f32, f32::max);
+        assert!(got.contains(&0.0) && got.iter().any(|&v| v > 0.0), "the example has both signs");
+        assert!(max_diff(&got, &want) < 1e-5, "{got:?} vs {want:?}");
+        for (tensor, key) in [(&bn.running_mean, "moving_mean_after"), (&bn.running_var, "moving_variance_after")] {
+            let (got, want) = (Vec::<f32>::try_from(tensor).unwrap(), floats(&example[key]));
+            assert!(max_diff(&got, &want) < 1e-5, "{key}: {got:?} vs {want:?}");
+        }
     }
 }

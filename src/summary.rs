@@ -23,7 +23,7 @@ pub struct SummaryRow {
 /// takes a few seconds), with the parameter counts of their variables.
 pub fn rows(cfg: &ModelConfig) -> Vec<SummaryRow> {
     let vs = nn::VarStore::new(Device::Cpu);
-    let (_network, layers) = resnext::build(&vs.root(), cfg);
+    let (_network, layers) = resnext::build(&vs.root(), cfg, false);
     let variables = vs.variables();
     let kernels: HashSet<String> = resnext::parameters(&vs).into_iter().filter(|p| p.kernel).map(|p| p.name).collect();
     layers

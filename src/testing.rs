@@ -28,5 +28,5 @@ pub fn tiny_experiment(overrides: &[&str]) -> crate::config::Experiment {
 
 /// fp32 on the CPU with its defaults.
 pub fn cpu_compute() -> crate::compute::Compute {
-    crate::compute::Compute::new(&crate::compute::ComputeRequest::cpu(), crate::config::Precision::Fp32)
+    crate::compute::Compute::new(&crate::compute::ComputeRequest::cpu(), crate::config::Precision::Fp32).unwrap()
 }

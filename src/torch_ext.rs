@@ -1,9 +1,11 @@
 //! The libtorch features tch 0.24 does not expose, from our C++ extension (`csrc/ext.cpp`,
 //! compiled by `build.rs`): autocast for any device with a chosen dtype, the multi-tensor
-//! (`_foreach_*`) ops, memory formats, TF32 switches, and a counter of dispatched ATen ops.
+//! (`_foreach_*`) ops, memory formats, TF32 switches, a recorder of dispatched ATen ops, and
+//! our fused BatchNorm -> ReLU training op.
 //! Every function here is safe: the C++ side catches its exceptions and returns them as
 //! messages, which become panics naming the operation (like tch's own non-`f_` methods).
 use std::ffi::{c_char, CStr};
+use std::time::Duration;
 use tch::{Device, Kind, Tensor};
 use torch_sys::C_tensor;
 
@@ -24,8 +26,19 @@ extern "C" {
     fn ext_tf32(cudnn: *mut bool, cublas: *mut bool) -> Error;
     fn ext_cudnn_benchmark(enabled: *mut bool) -> Error;
     fn ext_cuda_versions(runtime: *mut i64, cudnn: *mut i64) -> Error;
-    fn ext_op_counter_start() -> Error;
-    fn ext_op_counter_stop(count: *mut u64) -> Error;
+    fn ext_batch_norm_relu(
+        input: *mut C_tensor,
+        gamma: *mut C_tensor,
+        beta: *mut C_tensor,
+        skip: *mut C_tensor,
+        running_mean: *mut C_tensor,
+        running_var: *mut C_tensor,
+        momentum: f64,
+        eps: f64,
+        out: *mut *mut C_tensor,
+    ) -> Error;
+    fn ext_op_recorder_start() -> Error;
+    fn ext_op_recorder_stop(table: *mut *mut c_char) -> Error;
 }
 
 /// Panics with the C++ message, if there is one.
@@ -173,18 +186,91 @@ pub fn cuda_versions() -> (Option<i64>, Option<i64>) {
     (known(runtime), known(cudnn))
 }
 
-/// Counts the ATen operators that `f` dispatches, on this thread and on the threads the
-/// autograd engine runs its backward on (other threads' work is not counted). Only outermost
-/// calls count: an op's own nested calls, such as `conv2d` -> `convolution` ->
-/// `mkldnn_convolution`, count once. Counts run one at a time.
-pub fn count_ops<T>(f: impl FnOnce() -> T) -> (T, u64) {
+/// The statistics and parameters of a BatchNorm in training, for [`batch_norm_relu`].
+pub struct BatchNormState<'a> {
+    pub gamma: &'a Tensor,
+    pub beta: &'a Tensor,
+    /// Updated in place: `moving = moving * momentum + batch * (1 - momentum)`.
+    pub running_mean: &'a Tensor,
+    /// The same, with the batch's unbiased variance.
+    pub running_var: &'a Tensor,
+    /// Keras's momentum (0.99 is torch's 0.01).
+    pub momentum: f64,
+    pub eps: f64,
+}
+
+/// `relu(batch_norm(x) + skip)` (without `+ skip` when it is None) in training, in one op with
+/// its own backward: BatchNorm with the batch's statistics (biased variance), the moving
+/// statistics updated, and gradients for `x`, gamma, beta and `skip`. CPU only, float32 or
+/// bfloat16 activations (statistics and parameters in float32); fastest on channels-last `x`.
+/// See `csrc/ext.cpp` for what it fuses and why.
+pub fn batch_norm_relu(x: &Tensor, skip: Option<&Tensor>, bn: &BatchNormState) -> Tensor {
+    let mut out = std::ptr::null_mut();
+    let skip = skip.map_or(std::ptr::null_mut(), handle);
+    let error = unsafe {
+        ext_batch_norm_relu(
+            handle(x),
+            handle(bn.gamma),
+            handle(bn.beta),
+            skip,
+            handle(bn.running_mean),
+            handle(bn.running_var),
+            bn.momentum,
+            bn.eps,
+            &mut out,
+        )
+    };
+    check(error, "fused BatchNorm-ReLU");
+    unsafe { Tensor::from_ptr(out) }
+}
+
+/// One operator's share of the work [`record_ops`] watched.
+#[derive(Debug, Clone, PartialEq)]
+pub struct OpRecord {
+    /// ATen's name (`aten::convolution_backward`), or ours (`resnext::batch_norm_relu`).
+    pub name: String,
+    pub calls: u64,
+    /// Calls not made from inside another operator.
+    pub outermost: u64,
+    /// Its own time: its calls' time less that of the operators they called (torch.profiler's
+    /// "self CPU").
+    pub self_time: Duration,
+}
+
+/// Records the operators `f` dispatches, on this thread and on the threads the autograd engine
+/// runs its backward on (other threads' work is not recorded), sorted by self time, longest
+/// first. Recordings run one at a time.
+pub fn record_ops<T>(f: impl FnOnce() -> T) -> (T, Vec<OpRecord>) {
     static ONE_AT_A_TIME: std::sync::Mutex<()> = std::sync::Mutex::new(());
     let _guard = ONE_AT_A_TIME.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
-    check(unsafe { ext_op_counter_start() }, "op counter");
+    check(unsafe { ext_op_recorder_start() }, "op recorder");
     let result = f();
-    let mut count = 0;
-    check(unsafe { ext_op_counter_stop(&mut count) }, "op counter");
-    (result, count)
+    let mut table = std::ptr::null_mut();
+    check(unsafe { ext_op_recorder_stop(&mut table) }, "op recorder");
+    let text = unsafe { CStr::from_ptr(table) }.to_string_lossy().into_owned();
+    unsafe { ext_free_error(table) };
+    let mut records: Vec<OpRecord> = text
+        .lines()
+        .map(|line| {
+            let fields: Vec<&str> = line.split('\t').collect();
+            let number = |i: usize| fields[i].parse::<u64>().expect("the recorder writes whole numbers");
+            OpRecord {
+                name: fields[0].to_string(),
+                calls: number(1),
+                outermost: number(2),
+                self_time: Duration::from_nanos(number(3)),
+            }
+        })
+        .collect();
+    records.sort_by(|a, b| b.self_time.cmp(&a.self_time).then_with(|| a.name.cmp(&b.name)));
+    (result, records)
+}
+
+/// The number of operator calls `f` makes that no other operator made (an op's nested calls,
+/// such as `conv2d` -> `convolution` -> `mkldnn_convolution`, count once).
+pub fn count_ops<T>(f: impl FnOnce() -> T) -> (T, u64) {
+    let (result, records) = record_ops(f);
+    (result, records.iter().map(|r| r.outermost).sum())
 }
 
 #[cfg(test)]
@@ -244,6 +330,150 @@ mod tests {
         set_tf32(false);
         assert_eq!(tf32(), (false, false));
         set_tf32(before.0);
+    }
+
+    /// What the fused op replaces: libtorch's BatchNorm in training, the addition, ReLU.
+    fn unfused(x: &Tensor, skip: Option<&Tensor>, bn: &BatchNormState) -> Tensor {
+        let (gamma, beta) = (Some(bn.gamma), Some(bn.beta));
+        let (mean, var) = (Some(bn.running_mean), Some(bn.running_var));
+        let y = x.batch_norm(gamma, beta, mean, var, true, 1.0 - bn.momentum, bn.eps, false);
+        match skip {
+            Some(skip) => y + skip,
+            None => y,
+        }
+        .relu()
+    }
+
+    /// The largest difference relative to the largest value of `want`.
+    fn relative_difference(got: &Tensor, want: &Tensor) -> f64 {
+        let (got, want) = (got.to_kind(Kind::Double), want.to_kind(Kind::Double));
+        let scale = want.abs().max().double_value(&[]).max(1e-30);
+        (got - want).abs().max().double_value(&[]) / scale
+    }
+
+    /// One BatchNorm's inputs, run through `op`: the output, the moving statistics after, and
+    /// the gradients of input, gamma, beta and skip (when there is one) for an upstream
+    /// gradient `dy`.
+    fn run(
+        op: impl Fn(&Tensor, Option<&Tensor>, &BatchNormState) -> Tensor,
+        x: &Tensor,
+        skip: Option<&Tensor>,
+        dy: &Tensor,
+    ) -> Vec<(&'static str, Tensor)> {
+        let channels = x.size()[1];
+        let leaf = |t: &Tensor| t.detach().copy().set_requires_grad(true);
+        let (x, skip) = (leaf(x), skip.map(leaf));
+        let gamma = (Tensor::arange(channels, (Kind::Float, Device::Cpu)) * 0.1 + 0.5).set_requires_grad(true);
+        let beta = (Tensor::arange(channels, (Kind::Float, Device::Cpu)) * -0.05 + 0.2).set_requires_grad(true);
+        let running_mean = Tensor::full([channels], 0.3, (Kind::Float, Device::Cpu));
+        let running_var = Tensor::full([channels], 2.0, (Kind::Float, Device::Cpu));
+        let bn = BatchNormState {
+            gamma: &gamma,
+            beta: &beta,
+            running_mean: &running_mean,
+            running_var: &running_var,
+            momentum: 0.99,
+            eps: 1e-3,
+        };
+        let y = op(&x, skip.as_ref(), &bn);
+        let loss = (y.to_kind(Kind::Float) * dy).sum(Kind::Float);
+        let mut inputs = vec![&x, &gamma, &beta];
+        inputs.extend(skip.as_ref());
+        let grads = Tensor::run_backward(&[&loss], &inputs, false, false);
+        let mut out = vec![("output", y.detach()), ("moving mean", running_mean), ("moving variance", running_var)];
+        out.extend(["d input", "d gamma", "d beta", "d skip"].into_iter().zip(grads));
+        out
+    }
+
+    #[test]
+    fn fused_batch_norm_relu_matches_libtorch_forward_statistics_and_every_gradient() {
+        tch::manual_seed(5);
+        // Odd channel counts, a row count that is no multiple of the 128-row blocks, more
+        // channels than the kernels' 512-channel tile, and inputs in NCHW, channels-last or
+        // neither (a slice), with a broadcast upstream gradient.
+        let cases: [(&str, [i64; 4], bool); 4] = [
+            ("odd channels, skip", [3, 5, 7, 6], true),
+            ("396 rows, NCHW input", [4, 24, 9, 11], false),
+            ("600 channels, skip", [2, 600, 3, 3], true),
+            ("sliced input", [3, 7, 8, 5], true),
+        ];
+        for (kind, tolerances) in [
+            // float32: both sum in float64 (libtorch: two passes; ours: float32 blocks of 128 rows
+            // around the first row, then float64), so only the last bits differ.
+            (Kind::Float, [1e-5, 1e-5, 1e-4]),
+            // bfloat16 values carry 8 significant bits (an ulp is at most 2^-7 of a value):
+            // libtorch rounds the BatchNorm output before adding the shortcut and the sum after,
+            // the fused op only the sum, so an output may differ by half an ulp of the BatchNorm
+            // output and one of the sum (up to 1.5 * 2^-7 of the largest); input gradients are
+            // rounded once each way. Statistics and the parameters' gradients are float32 and
+            // float64 sums of the same bf16 values.
+            (Kind::BFloat16, [1.0 / 64.0, 1e-5, 1.0 / 64.0]),
+        ] {
+            let [output_tolerance, statistics_tolerance, gradient_tolerance] = tolerances;
+            for (name, shape, with_skip) in cases {
+                let x = (Tensor::randn(shape, (Kind::Float, Device::Cpu)) * 2.0 + 1.5).to_kind(kind);
+                let x = match name {
+                    "sliced input" => {
+                        let wide = Tensor::randn([3, 7, 8, 9], (Kind::Float, Device::Cpu)).to_kind(kind);
+                        contiguous(&wide, MemoryFormat::ChannelsLast).narrow(3, 2, 5)
+                    }
+                    "396 rows, NCHW input" => x,
+                    _ => contiguous(&x, MemoryFormat::ChannelsLast),
+                };
+                let skip = with_skip.then(|| Tensor::randn(shape, (Kind::Float, Device::Cpu)).to_kind(kind));
+                let dy = match name {
+                    "sliced input" => {
+                        Tensor::randn([shape[0], shape[1], 1, 1], (Kind::Float, Device::Cpu)).expand(shape, false)
+                    }
+                    _ => Tensor::randn(shape, (Kind::Float, Device::Cpu)),
+                };
+                let fused = run(batch_norm_relu, &x, skip.as_ref(), &dy);
+                let reference = run(unfused, &x, skip.as_ref(), &dy);
+                assert_eq!(fused.len(), if with_skip { 7 } else { 6 });
+                for ((what, got), (_, want)) in fused.iter().zip(&reference) {
+                    assert_eq!(got.kind(), want.kind(), "{kind:?}, {name}: {what}");
+                    assert_eq!(got.size(), want.size(), "{kind:?}, {name}: {what}");
+                    let tolerance = match *what {
+                        "output" => output_tolerance,
+                        "moving mean" | "moving variance" => statistics_tolerance,
+                        _ => gradient_tolerance,
+                    };
+                    let difference = relative_difference(got, want);
+                    assert!(
+                        difference <= tolerance,
+                        "{kind:?}, {name}: {what} differs by {difference:e} > {tolerance:e}"
+                    );
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn fused_batch_norm_relu_gives_channels_last_output_and_refuses_what_it_cannot_do() {
+        let gamma = Tensor::ones([4], (Kind::Float, Device::Cpu));
+        let beta = Tensor::zeros([4], (Kind::Float, Device::Cpu));
+        let (mean, var) = (beta.copy(), gamma.copy());
+        let bn = BatchNormState {
+            gamma: &gamma,
+            beta: &beta,
+            running_mean: &mean,
+            running_var: &var,
+            momentum: 0.99,
+            eps: 1e-3,
+        };
+        let y = batch_norm_relu(&Tensor::randn([2, 4, 3, 3], (Kind::Float, Device::Cpu)), None, &bn);
+        assert!(is_channels_last(&y));
+        assert!(y.min().double_value(&[]) >= 0.0);
+        let refused = |x: Tensor| {
+            let error = std::panic::catch_unwind(|| batch_norm_relu(&x, None, &bn)).expect_err("refused");
+            error.downcast_ref::<String>().cloned().unwrap_or_default()
+        };
+        let message = refused(Tensor::randn([2, 4, 3, 3], (Kind::Double, Device::Cpu)));
+        assert!(message.contains("float32 or bfloat16") && message.contains("Double"), "{message}");
+        let message = refused(Tensor::randn([2, 5, 3, 3], (Kind::Float, Device::Cpu)));
+        assert!(message.contains("of 5 values"), "{message}");
+        let message = refused(Tensor::randn([1, 4, 1, 1], (Kind::Float, Device::Cpu)));
+        assert!(message.contains("more than one value per channel"), "{message}");
     }
 
     #[test]

@@ -26,7 +26,7 @@ impl TrainedRun {
             run.path().display(),
             path.display()
         );
-        let compute = Compute::new(request, experiment.precision);
+        let compute = Compute::new(request, experiment.precision)?;
         let network = Network::new(&experiment, &compute);
         Checkpoint::load(&path)?.restore_inference(&network.vs, &path)?;
         Ok(TrainedRun { experiment, compute, network })

@@ -68,7 +68,7 @@ pub fn run(request: &TrainRequest) -> Result<Outcome> {
     // before the run folder is touched, so a failed start leaves existing results as they were.
     let plan = RunPlan::new(request)?;
     let (experiment, limits) = (&plan.experiment, &plan.limits);
-    let compute = Compute::new(&request.compute, experiment.precision);
+    let compute = Compute::new(&request.compute, experiment.precision)?;
     // The held-out images are the last of all 50,000: a split needs every training batch.
     let needed = if experiment.validation > 0 { None } else { limits.train_limit };
     let data = Cifar10::load(&request.data_dir, needed);

@@ -131,18 +131,24 @@ fn divergence_is_named_at_its_step_whatever_the_sync_interval() {
 }
 
 #[test]
-fn a_training_step_of_the_blog_network_dispatches_at_most_300_aten_ops() {
+fn a_training_step_of_the_blog_network_dispatches_at_most_300_aten_ops_and_fusing_saves_some() {
     let _guard = serial();
-    let output =
-        run_resnext(&["bench", "my_resnext", "--device", "cpu", "--mode", "train", "--steps", "1", "--warmup", "0"]);
-    assert!(output.status.success(), "{}", stderr(&output));
-    let text = stdout(&output);
-    let ops: u64 = text
-        .lines()
-        .find_map(|l| l.strip_prefix("ATen ops per step: "))
-        .unwrap_or_else(|| panic!("{text}"))
-        .parse()
-        .unwrap();
-    // Forward about 105, backward about 115, the rest bookkeeping; it was about 980.
-    assert!((200..=300).contains(&ops), "{ops} ops per step");
+    let ops = |fused: &str| -> u64 {
+        let args = ["bench", "my_resnext", "--device", "cpu", "--mode", "train", "--steps", "1", "--warmup", "0"];
+        let output = run_resnext(&[&args[..], &["--fused", fused]].concat());
+        assert!(output.status.success(), "{}", stderr(&output));
+        let text = stdout(&output);
+        assert!(text.contains(&format!("fused BatchNorm-ReLU {fused}")), "{text}");
+        text.lines()
+            .find_map(|l| l.strip_prefix("ATen ops per step: "))
+            .unwrap_or_else(|| panic!("{text}"))
+            .parse()
+            .unwrap()
+    };
+    let (unfused, fused) = (ops("false"), ops("true"));
+    // Unfused: forward about 105, backward about 115, the rest bookkeeping; it was about 980.
+    assert!((200..=300).contains(&unfused), "{unfused} ops per step");
+    // 28 of the 31 BatchNorms are fused with their ReLU (and 9 with the addition too): one op
+    // forward and one backward where there were two to three each.
+    assert!(fused + 50 <= unfused, "fused {fused} vs {unfused} ops per step");
 }

@@ -7,6 +7,7 @@ Run by `make test` with the project venv:  .venv/bin/python tests/python/test_pe
 import contextlib
 import io
 import json
+import re
 import sys
 import unittest
 
@@ -86,6 +87,25 @@ class HarnessTest(unittest.TestCase):
         text = run_peer("--mode", "eval", "--depth", 11, "--cardinality", 2, "--width", 2, "--batch", 4,
                         "--steps", 1, "--warmup", 1, "--compile")
         self.assertRegex(text, r"compile=default median [0-9.]+ ms/step, .* first step [0-9.]+ s \(compiles\)")
+
+    def test_a_profile_gives_self_time_by_operator_class_and_the_slowest_operators(self):
+        text = run_peer("--mode", "train", "--depth", 11, "--cardinality", 2, "--width", 2, "--batch", 4,
+                        "--steps", 1, "--warmup", 1, "--threads", 1, "--profile", 2)
+        classes = re.findall(r"^PROFILE class (.+?) +([0-9.]+)% +([0-9.]+) ms/step$", text, re.M)
+        names = [name for name, _, _ in classes]
+        for expected in ("convolution", "BatchNorm", "ReLU"):
+            self.assertIn(expected, names, text)
+        self.assertAlmostEqual(sum(float(share) for _, share, _ in classes), 100.0, delta=0.5)
+        ops = re.findall(r"^PROFILE op (\S+) ", text, re.M)
+        self.assertTrue(0 < len(ops) <= 10 and any("convolution" in op for op in ops), text)
+
+    def test_operator_classes_are_the_ones_resnext_bench_uses(self):
+        # The same names as src/bench.rs's op_class test.
+        for name, expected in [("aten::convolution_backward", "convolution"), ("aten::mkldnn_convolution", "convolution"),
+                               ("aten::native_batch_norm_backward", "BatchNorm"), ("aten::threshold_backward", "ReLU"),
+                               ("aten::clamp_min_", "ReLU"), ("aten::add_", "add"), ("aten::copy_", "copies"),
+                               ("aten::_foreach_add_", "optimizer (foreach)"), ("aten::empty", "other")]:
+            self.assertEqual(torch_peer.op_class(name), expected, name)
 
     def test_a_train_step_lowers_the_loss_on_a_fixed_batch(self):
         torch.manual_seed(0)
