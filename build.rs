@@ -23,8 +23,9 @@ fn main() {
     println!("cargo:rustc-link-arg=-ltorch");
     // ext.cpp's at::parallel_for is OpenMP in the wheel's libtorch (an inline template, compiled
     // here with -fopenmp): it must run on the same OpenMP runtime as libtorch, the libgomp.so.1
-    // beside it, so that both share one thread pool and one thread count.
-    println!("cargo:rustc-link-arg=-l:libgomp.so.1");
+    // beside it (the compiler's otherwise), so that both share one thread pool and thread count.
+    let gomp = if Path::new(&lib_dir).join("libgomp.so.1").exists() { "-l:libgomp.so.1" } else { "-lgomp" };
+    println!("cargo:rustc-link-arg={gomp}");
     println!("cargo:rustc-link-arg=-Wl,--as-needed");
     println!("cargo:rustc-link-arg=-Wl,-rpath,{lib_dir}");
 

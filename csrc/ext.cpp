@@ -105,7 +105,8 @@ void op_end(const at::RecordFunction& fn, at::ObserverContext*) {
 // unbiased variance into the moving average) followed by ReLU, optionally with a residual added
 // before the ReLU, in two passes over the activations forward (statistics; normalise, add and
 // clamp) and two backward (the gradient's two sums; the input's gradient), where libtorch's
-// composition makes five and five. Activations are channels-last, float32 or bfloat16; the
+// composition makes four forward (statistics, normalise, add, ReLU) and three backward (ReLU's
+// mask, BatchNorm's two), each writing a tensor of its own. Activations are channels-last, float32 or bfloat16; the
 // statistics, gamma, beta and every sum are float32 or float64. The backward reads the ReLU's
 // mask as one bit per value (1/32 of a float32 output's bytes) rather than the output, so the
 // op keeps the input, the bits and the statistics: the output is the next convolution's to keep.

@@ -12,8 +12,10 @@ Benchmarks my_resnext (batch 64) on this CPU: training steps (augmentation, forw
 update) and evaluation batches, `resnext bench` (with the fused BatchNorm-ReLU, its default on a
 CPU, and without it) and the peer (bench/torch_peer.py, channels-last, the same malloc tunables
 the binary sets for itself; in bf16 also its torch.compile'd step) one after the other, N rounds.
-Prints every RESULT line and, for ours, the ATen ops per step. On a CPU without AMX or
-AVX512-BF16, bf16 rounds time one step: a bf16 training step there takes about a minute.
+Prints every RESULT line and, for ours, the ATen ops per step, then per measurement the ratio of
+ours to the peer's (and to ours without fusing) round by round, with their median: these shared
+machines drift by 10-15% within minutes, and a ratio within one round holds when they do. On a CPU
+without AMX or AVX512-BF16, bf16 rounds time one step: a bf16 training step there takes about a minute.
 
   --rounds N      alternating rounds per measurement (default 2)
   --precision P   fp32, bf16 or both (default both)
@@ -41,12 +43,28 @@ python=${PYTHON:-.venv/bin/python}
 export GLIBC_TUNABLES=glibc.malloc.mmap_threshold=4294967295:glibc.malloc.trim_threshold=4294967295
 threads=$(nproc)
 
+# Every RESULT as "<round> <label> <mode> <precision> <images/s>", for the ratios at the end.
+results=$(mktemp)
+trap 'rm -f "$results"' EXIT
+round=0
+
+# record <label> <mode> <precision>: prints stdin's lines prefixed with them, and keeps the images/s.
+record() {
+  local line
+  while IFS= read -r line; do
+    echo "$1 $2 $3: $line"
+    if [[ $line =~ ^RESULT.*\ ([0-9.]+)\ (images|img)/s ]]; then
+      echo "$round $1 $2 $3 ${BASH_REMATCH[1]}" >>"$results"
+    fi
+  done
+}
+
 # ours <label> <mode> <precision> <steps> <warmup> [more resnext bench options]
 ours() {
   local label=$1 mode=$2 p=$3 steps=$4 warmup=$5
   shift 5
   "$bin" bench my_resnext --device cpu --mode "$mode" --precision "$p" --batch 64 --steps "$steps" --warmup "$warmup" "$@" \
-    | grep -E '^(ATen ops|RESULT|PROFILE)' | sed "s/^/$label $mode $p: /"
+    | grep -E '^(ATen ops|RESULT|PROFILE)' | record "$label" "$mode" "$p"
 }
 
 # peer <label> <mode> <precision> <steps> <warmup> [more peer options]
@@ -54,7 +72,7 @@ peer() {
   local label=$1 mode=$2 p=$3 steps=$4 warmup=$5
   shift 5
   "$python" -W ignore "$peer" --mode "$mode" --precision "$p" --batch 64 --threads "$threads" --channels-last \
-    --steps "$steps" --warmup "$warmup" "$@" 2>/dev/null | grep -E '^(RESULT|PROFILE)' | sed "s/^/$label $mode $p: /"
+    --steps "$steps" --warmup "$warmup" "$@" 2>/dev/null | grep -E '^(RESULT|PROFILE)' | record "$label" "$mode" "$p"
 }
 
 native_bf16=$(grep -m1 -o -E 'amx_bf16|avx512_bf16' /proc/cpuinfo || true)
@@ -63,6 +81,7 @@ for p in fp32 bf16; do
   [ "$precision" = both ] || [ "$precision" = "$p" ] || continue
   if [ "$p" = fp32 ] || [ -n "$native_bf16" ]; then train=(5 1) eval=(10 2); else train=(1 1) eval=(3 1); fi
   for ((r = 1; r <= rounds; r++)); do
+    round=$r
     ours ours train "$p" "${train[@]}"
     peer peer train "$p" "${train[@]}"
     ours ours-unfused train "$p" "${train[@]}" --fused false
@@ -72,7 +91,27 @@ for p in fp32 bf16; do
     peer peer eval "$p" "${eval[@]}"
   done
   if ((profile > 0)); then
+    round=profile
     ours ours train "$p" 1 1 --profile "$profile"
     peer peer train "$p" 1 1 --profile "$profile"
   fi
 done
+
+# Ours over each other measurement of the same mode and precision, round by round, and the median.
+echo
+awk '$1 != "profile" { speed[$1 " " $2 " " $3 " " $4] = $5; if ($1 > last) last = $1; kinds[$3 " " $4] = 1; who[$2] = 1 }
+  END {
+    for (kind in kinds) for (other in who) {
+      if (other == "ours") continue
+      n = 0; list = ""
+      for (r = 1; r <= last; r++) {
+        a = speed[r " ours " kind]; b = speed[r " " other " " kind]
+        if (a == "" || b == "") continue
+        ratio[++n] = a / b; list = list sprintf(" %.2f", a / b)
+      }
+      if (n == 0) continue
+      for (i = 1; i <= n; i++) for (j = i + 1; j <= n; j++) if (ratio[j] < ratio[i]) { t = ratio[i]; ratio[i] = ratio[j]; ratio[j] = t }
+      median = n % 2 ? ratio[(n + 1) / 2] : (ratio[n / 2] + ratio[n / 2 + 1]) / 2
+      printf "RATIO ours / %s, %s: median %.2fx (by round:%s)\n", other, kind, median, list
+    }
+  }' "$results" | sort

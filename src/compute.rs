@@ -161,3 +161,21 @@ impl Compute {
         )
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_fused_batch_norm_is_on_by_default_on_the_cpu_can_be_turned_off_and_is_refused_on_cuda() {
+        let on = Compute::new(&ComputeRequest::cpu(), Precision::Fp32).unwrap();
+        assert!(on.fused_batch_norm);
+        assert!(on.describe().ends_with("fused BatchNorm-ReLU true"), "{}", on.describe());
+        let request = ComputeRequest { fused_batch_norm: Some(false), ..ComputeRequest::cpu() };
+        assert!(!Compute::new(&request, Precision::Fp32).unwrap().fused_batch_norm);
+        // Refused before anything touches the device, so this runs without a GPU.
+        let cuda = ComputeRequest { device: Device::Cuda(0), fused_batch_norm: Some(true), ..ComputeRequest::cpu() };
+        let error = Compute::new(&cuda, Precision::Fp32).unwrap_err().to_string();
+        assert!(error.contains("--fused true") && error.contains("CPU only"), "{error}");
+    }
+}
