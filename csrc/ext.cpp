@@ -96,7 +96,7 @@ void op_end(const at::RecordFunction& fn, at::ObserverContext*) {
   OpRecord& record = records[fn.name()];
   record.calls += 1;
   record.outermost += frames.empty();
-  record.self_ns += total - frame.children_ns;
+  record.self_ns += std::max<int64_t>(0, total - frame.children_ns);
 }
 
 // ---- Fused BatchNorm -> (+ shortcut) -> ReLU, for training on the CPU ----

@@ -493,4 +493,34 @@ mod tests {
         let (_, nothing) = count_ops(|| ());
         assert_eq!(nothing, 0);
     }
+
+    #[test]
+    fn the_op_recorder_gives_nested_calls_and_self_times_and_the_fused_op_is_one_op() {
+        let x = Tensor::randn([4, 3, 8, 8], (Kind::Float, Device::Cpu));
+        let w = Tensor::randn([2, 3, 3, 3], (Kind::Float, Device::Cpu));
+        let start = std::time::Instant::now();
+        let (_, records) = record_ops(|| x.conv2d(&w, None::<Tensor>, [1, 1], [1, 1], [1, 1], 1));
+        let elapsed = start.elapsed();
+        let find = |name: &str| records.iter().find(|r| r.name == name).unwrap_or_else(|| panic!("{records:?}"));
+        assert_eq!((find("aten::conv2d").calls, find("aten::conv2d").outermost), (1, 1));
+        assert_eq!(find("aten::convolution").outermost, 0, "called from conv2d");
+        let total: Duration = records.iter().map(|r| r.self_time).sum();
+        assert!(total <= elapsed, "self times {total:?} within the {elapsed:?} the call took");
+        assert!(records.windows(2).all(|w| w[0].self_time >= w[1].self_time), "longest first");
+
+        let gamma = Tensor::ones([3], (Kind::Float, Device::Cpu));
+        let beta = Tensor::zeros([3], (Kind::Float, Device::Cpu));
+        let (mean, var) = (beta.copy(), gamma.copy());
+        let bn = BatchNormState {
+            gamma: &gamma,
+            beta: &beta,
+            running_mean: &mean,
+            running_var: &var,
+            momentum: 0.99,
+            eps: 1e-3,
+        };
+        let x = contiguous(&x, MemoryFormat::ChannelsLast);
+        let (_, fused) = count_ops(|| batch_norm_relu(&x, None, &bn));
+        assert_eq!(fused, 1, "the op's own allocations are inside it");
+    }
 }
