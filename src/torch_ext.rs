@@ -448,19 +448,26 @@ mod tests {
         }
     }
 
+    /// A fresh Keras BatchNorm's variables: gamma 1, beta 0, moving mean 0 and variance 1.
+    struct UnitBatchNorm([Tensor; 4]);
+
+    impl UnitBatchNorm {
+        fn new(channels: i64) -> Self {
+            let ones = || Tensor::ones([channels], (Kind::Float, Device::Cpu));
+            let zeros = || Tensor::zeros([channels], (Kind::Float, Device::Cpu));
+            UnitBatchNorm([ones(), zeros(), zeros(), ones()])
+        }
+
+        fn state(&self) -> BatchNormState<'_> {
+            let [gamma, beta, running_mean, running_var] = &self.0;
+            BatchNormState { gamma, beta, running_mean, running_var, momentum: 0.99, eps: 1e-3 }
+        }
+    }
+
     #[test]
     fn fused_batch_norm_relu_gives_channels_last_output_and_refuses_what_it_cannot_do() {
-        let gamma = Tensor::ones([4], (Kind::Float, Device::Cpu));
-        let beta = Tensor::zeros([4], (Kind::Float, Device::Cpu));
-        let (mean, var) = (beta.copy(), gamma.copy());
-        let bn = BatchNormState {
-            gamma: &gamma,
-            beta: &beta,
-            running_mean: &mean,
-            running_var: &var,
-            momentum: 0.99,
-            eps: 1e-3,
-        };
+        let unit = UnitBatchNorm::new(4);
+        let bn = unit.state();
         let y = batch_norm_relu(&Tensor::randn([2, 4, 3, 3], (Kind::Float, Device::Cpu)), None, &bn);
         assert!(is_channels_last(&y));
         assert!(y.min().double_value(&[]) >= 0.0);
@@ -508,19 +515,9 @@ mod tests {
         assert!(total <= elapsed, "self times {total:?} within the {elapsed:?} the call took");
         assert!(records.windows(2).all(|w| w[0].self_time >= w[1].self_time), "longest first");
 
-        let gamma = Tensor::ones([3], (Kind::Float, Device::Cpu));
-        let beta = Tensor::zeros([3], (Kind::Float, Device::Cpu));
-        let (mean, var) = (beta.copy(), gamma.copy());
-        let bn = BatchNormState {
-            gamma: &gamma,
-            beta: &beta,
-            running_mean: &mean,
-            running_var: &var,
-            momentum: 0.99,
-            eps: 1e-3,
-        };
+        let unit = UnitBatchNorm::new(3);
         let x = contiguous(&x, MemoryFormat::ChannelsLast);
-        let (_, fused) = count_ops(|| batch_norm_relu(&x, None, &bn));
+        let (_, fused) = count_ops(|| batch_norm_relu(&x, None, &unit.state()));
         assert_eq!(fused, 1, "the op's own allocations are inside it");
     }
 }
