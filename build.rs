@@ -64,16 +64,20 @@ fn main() {
     println!("cargo:rustc-env=LIBTORCH_VERSION={version}");
 }
 
-/// The fused BatchNorm-ReLU loops (csrc/bn_relu_kernels.cpp), once per instruction set; ext.cpp
-/// picks the one the CPU has at run time. Always optimised: a test build at -O0 would time and
+/// The fused BatchNorm-ReLU loops (csrc/bn_relu_kernels.cpp), once per instruction set (x86-64:
+/// AVX-512, AVX2 and the baseline; elsewhere the baseline); ext.cpp picks the one the CPU has at
+/// run time. Always optimised: a test build at -O0 would time and
 /// test loops nobody runs.
 fn compile_bn_relu_kernels() {
     let out = std::path::PathBuf::from(std::env::var("OUT_DIR").expect("cargo sets OUT_DIR"));
-    let instruction_sets: [(&str, &[&str]); 3] = [
-        ("avx512", &["-mavx512f", "-mavx512bw", "-mavx512vl", "-mavx512dq", "-mfma", "-mprefer-vector-width=512"]),
-        ("avx2", &["-mavx2", "-mfma"]),
-        ("baseline", &[]),
-    ];
+    let mut instruction_sets: Vec<(&str, &[&str])> = vec![("baseline", &[])];
+    if std::env::var("CARGO_CFG_TARGET_ARCH").as_deref() == Ok("x86_64") {
+        instruction_sets.push((
+            "avx512",
+            &["-mavx512f", "-mavx512bw", "-mavx512vl", "-mavx512dq", "-mfma", "-mprefer-vector-width=512"],
+        ));
+        instruction_sets.push(("avx2", &["-mavx2", "-mfma"]));
+    }
     for (name, flags) in instruction_sets {
         let mut build = cc::Build::new();
         build.cpp(true).pic(true).std("c++17").opt_level(3).out_dir(out.join(name)).define("KERNELS", name);

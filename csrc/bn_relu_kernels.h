@@ -5,8 +5,9 @@
 // bfloat16 (else float32); every sum and parameter is float32 (a block's sums) or float64 (their
 // total, in ext.cpp).
 //
-// bn_relu_kernels.cpp is compiled once per instruction set (AVX-512, AVX2, baseline x86-64) and
-// ext.cpp picks the table the CPU supports at run time, as PyTorch's own kernels do.
+// bn_relu_kernels.cpp is compiled once per instruction set (AVX-512, AVX2, baseline x86-64; the
+// baseline only on other architectures) and ext.cpp picks the table the CPU supports at run time,
+// as PyTorch's own kernels do.
 #pragma once
 #include <cstdint>
 
@@ -33,8 +34,10 @@ struct Kernels {
 // over in float64: few enough that float32 loses nothing that matters (128 terms).
 constexpr int64_t kStatsRows = 128;
 
+#if defined(__x86_64__)
 extern const Kernels kernels_avx512;
 extern const Kernels kernels_avx2;
+#endif
 extern const Kernels kernels_baseline;
 
 }  // namespace resnext_bn

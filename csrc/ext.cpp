@@ -111,16 +111,32 @@ void op_end(const at::RecordFunction& fn, at::ObserverContext*) {
 // mask as one bit per value (1/32 of a float32 output's bytes) rather than the output, so the
 // op keeps the input, the bits and the statistics: the output is the next convolution's to keep.
 
-const resnext_bn::Kernels& bn_kernels() {
-  static const resnext_bn::Kernels& table = [] {
-    __builtin_cpu_init();
-    if (__builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") && __builtin_cpu_supports("avx512vl") &&
-        __builtin_cpu_supports("avx512dq"))
-      return std::cref(resnext_bn::kernels_avx512);
-    if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")) return std::cref(resnext_bn::kernels_avx2);
-    return std::cref(resnext_bn::kernels_baseline);
-  }();
-  return table;
+// The loops' instruction sets, as `instruction_set` names them: 0 the best this CPU has, 1
+// AVX-512, 2 AVX2 with FMA, 3 the x86-64 baseline. Any but the best is for the tests, which run
+// every copy the CPU can.
+const resnext_bn::Kernels& bn_kernels(int64_t instruction_set) {
+#if defined(__x86_64__)
+  __builtin_cpu_init();
+  const bool avx512 = __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
+                      __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512dq");
+  const bool avx2 = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
+  switch (instruction_set) {
+    case 0:
+      return avx512 ? resnext_bn::kernels_avx512 : avx2 ? resnext_bn::kernels_avx2 : resnext_bn::kernels_baseline;
+    case 1:
+      TORCH_CHECK(avx512, "fused BatchNorm-ReLU: this CPU has no AVX-512");
+      return resnext_bn::kernels_avx512;
+    case 2:
+      TORCH_CHECK(avx2, "fused BatchNorm-ReLU: this CPU has no AVX2 with FMA");
+      return resnext_bn::kernels_avx2;
+  }
+#else
+  // Elsewhere (aarch64) build.rs compiles the baseline copy only.
+  TORCH_CHECK(instruction_set == 0 || instruction_set == 3, "fused BatchNorm-ReLU: x86-64 instruction sets only");
+#endif
+  TORCH_CHECK(instruction_set == 0 || instruction_set == 3, "fused BatchNorm-ReLU: no instruction set ",
+              instruction_set);
+  return resnext_bn::kernels_baseline;
 }
 
 // Per-channel float64 sums of a [rows, channels] tensor, by `sums` (a kernel summing one block
@@ -177,7 +193,7 @@ at::Tensor float_tensor(const std::vector<float>& values) {
 struct BatchNormReLU : public torch::autograd::Function<BatchNormReLU> {
   static at::Tensor forward(torch::autograd::AutogradContext* ctx, const at::Tensor& input, const at::Tensor& gamma,
                             const at::Tensor& beta, const std::optional<at::Tensor>& skip, at::Tensor running_mean,
-                            at::Tensor running_var, double momentum, double eps) {
+                            at::Tensor running_var, double momentum, double eps, int64_t instruction_set) {
     RECORD_USER_SCOPE("resnext::batch_norm_relu");
     TORCH_CHECK(input.device().is_cpu(), "fused BatchNorm-ReLU runs on the CPU only, got ", input.device());
     TORCH_CHECK(input.dim() == 4, "fused BatchNorm-ReLU takes 4-D activations, got ", input.dim(), "-D");
@@ -199,7 +215,7 @@ struct BatchNormReLU : public torch::autograd::Function<BatchNormReLU> {
       residual = skip->to(input.scalar_type()).contiguous(format);
     }
     const bool bf16 = x.scalar_type() == at::kBFloat16;
-    const auto& kernels = bn_kernels();
+    const auto& kernels = bn_kernels(instruction_set);
 
     // Statistics, summed around the first row's values so that float32 block sums do not cancel.
     std::vector<float> shift(channels);
@@ -237,6 +253,7 @@ struct BatchNormReLU : public torch::autograd::Function<BatchNormReLU> {
     });
     ctx->save_for_backward({x, mask, gamma, float_tensor(mean), float_tensor(invstd)});
     ctx->saved_data["skip"] = residual.defined();
+    ctx->saved_data["instruction_set"] = instruction_set;
     return output;
   }
 
@@ -256,7 +273,7 @@ struct BatchNormReLU : public torch::autograd::Function<BatchNormReLU> {
     const int64_t channels = x.size(1);
     const int64_t rows = x.numel() / channels;
     const bool bf16 = x.scalar_type() == at::kBFloat16;
-    const auto& kernels = bn_kernels();
+    const auto& kernels = bn_kernels(ctx->saved_data["instruction_set"].toInt());
 
     auto [sum_g, sum_g_centered] = channel_sums(rows, channels, [&](int64_t first, int64_t count, double* s, double* q) {
       kernels.backward_stats(bf16, row_pointer(dy, first, channels), mask + first * mask_row,
@@ -283,7 +300,7 @@ struct BatchNormReLU : public torch::autograd::Function<BatchNormReLU> {
                        mean.data(), k.data());
     });
     return {dx, float_tensor(dgamma), float_tensor(dbeta), dskip, at::Tensor(), at::Tensor(), at::Tensor(),
-            at::Tensor()};
+            at::Tensor(), at::Tensor()};
   }
 };
 
@@ -384,16 +401,17 @@ char* ext_cudnn_benchmark(bool* enabled) {
 }
 
 // relu(batch_norm(input) [+ skip]) in training, updating the moving statistics in place; `skip`
-// may be null. The result is an autograd node: its backward gives input, gamma, beta and skip
+// may be null; `instruction_set` as bn_kernels takes it. The result is an autograd node: its backward gives input, gamma, beta and skip
 // their gradients.
 char* ext_batch_norm_relu(at::Tensor* input, at::Tensor* gamma, at::Tensor* beta, at::Tensor* skip,
                           at::Tensor* running_mean, at::Tensor* running_var, double momentum, double eps,
-                          at::Tensor** out) {
+                          int64_t instruction_set, at::Tensor** out) {
   return protect([&] {
     std::optional<at::Tensor> shortcut;
     if (skip) shortcut = *skip;
     *out = new at::Tensor(
-        BatchNormReLU::apply(*input, *gamma, *beta, shortcut, *running_mean, *running_var, momentum, eps));
+        BatchNormReLU::apply(*input, *gamma, *beta, shortcut, *running_mean, *running_var, momentum, eps,
+                             instruction_set));
   });
 }
 

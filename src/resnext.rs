@@ -268,6 +268,7 @@ impl ConvBn {
                 running_var: &self.bn.running_var,
                 momentum: BN_MOMENTUM,
                 eps: BN_EPSILON,
+                instruction_set: torch_ext::InstructionSet::Best,
             };
             return torch_ext::batch_norm_relu(&nn::Module::forward(&self.conv, x), skip, &state);
         }
@@ -474,6 +475,7 @@ mod tests {
             running_var: &bn.running_var,
             momentum: BN_MOMENTUM,
             eps: BN_EPSILON,
+            instruction_set: torch_ext::InstructionSet::Best,
         };
         // The Keras example is [4, 2, 2, 3]: channels-last strides of those sizes, as the op wants them.
         let y = torch_ext::batch_norm_relu(&x, None, &state);
