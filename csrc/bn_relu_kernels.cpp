@@ -1,9 +1,9 @@
 // The loops of the fused BatchNorm -> (+ shortcut) -> ReLU op (see bn_relu_kernels.h), written
 // as plain loops over channels that the compiler vectorises for the instruction set this copy is
 // built for (build.rs: -DKERNELS=avx512, avx2 or baseline names this copy, its flags pick the
-// instructions). Nothing here
-// may come from a header that other copies also compile (no std containers or algorithms): an
-// inline function the linker kept from the AVX-512 copy would crash a CPU without it.
+// instructions; intrinsics only pack and unpack the ReLU's mask bits). Nothing here may come
+// from a header that other copies also compile (no std containers or algorithms): an inline
+// function the linker kept from the AVX-512 copy would crash a CPU without it.
 #include "bn_relu_kernels.h"
 
 #include <cstring>
