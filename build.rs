@@ -66,8 +66,7 @@ fn main() {
 
 /// The fused BatchNorm-ReLU loops (csrc/bn_relu_kernels.cpp), once per instruction set (x86-64:
 /// AVX-512, AVX2 and the baseline; elsewhere the baseline); ext.cpp picks the one the CPU has at
-/// run time. Always optimised: a test build at -O0 would time and
-/// test loops nobody runs.
+/// run time. Always optimised: a test build at -O0 would time and test loops nobody runs.
 fn compile_bn_relu_kernels() {
     let out = std::path::PathBuf::from(std::env::var("OUT_DIR").expect("cargo sets OUT_DIR"));
     let mut instruction_sets: Vec<(&str, &[&str])> = vec![("baseline", &[])];

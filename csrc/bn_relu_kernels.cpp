@@ -241,7 +241,7 @@ void backward_any(bool is_bf16, const void* dy, const uint8_t* mask, const void*
 #define RESNEXT_CONCAT_(a, b) a##b
 #define RESNEXT_CONCAT(a, b) RESNEXT_CONCAT_(a, b)
 // Declared extern in the header: kernels_avx512, kernels_avx2 or kernels_baseline.
-const Kernels RESNEXT_CONCAT(kernels_, KERNELS) = {KERNELS::stats_any, KERNELS::forward_any, KERNELS::backward_stats_any,
-                               KERNELS::backward_any};
+const Kernels RESNEXT_CONCAT(kernels_, KERNELS) = {KERNELS::stats_any, KERNELS::forward_any,
+                                                   KERNELS::backward_stats_any, KERNELS::backward_any};
 
 }  // namespace resnext_bn

@@ -106,8 +106,8 @@ void op_end(const at::RecordFunction& fn, at::ObserverContext*) {
 // before the ReLU, in two passes over the activations forward (statistics; normalise, add and
 // clamp) and two backward (the gradient's two sums; the input's gradient), where libtorch's
 // composition makes four forward (statistics, normalise, add, ReLU) and three backward (ReLU's
-// mask, BatchNorm's two), each writing a tensor of its own. Activations are channels-last, float32 or bfloat16; the
-// statistics, gamma, beta and every sum are float32 or float64. The backward reads the ReLU's
+// mask, BatchNorm's two), each writing a tensor of its own. Activations are channels-last,
+// float32 or bfloat16; the statistics, gamma, beta and every sum are float32 or float64. The backward reads the ReLU's
 // mask as one bit per value (1/32 of a float32 output's bytes) rather than the output, so the
 // op keeps the input, the bits and the statistics: the output is the next convolution's to keep.
 
@@ -116,10 +116,11 @@ void op_end(const at::RecordFunction& fn, at::ObserverContext*) {
 // every copy the CPU can.
 const resnext_bn::Kernels& bn_kernels(int64_t instruction_set) {
 #if defined(__x86_64__)
-  __builtin_cpu_init();
-  const bool avx512 = __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
-                      __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512dq");
-  const bool avx2 = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
+  // What the CPU has, asked once (thread-safe static initialisation).
+  static const bool avx512 = (__builtin_cpu_init(), __builtin_cpu_supports("avx512f")) &&
+                             __builtin_cpu_supports("avx512bw") && __builtin_cpu_supports("avx512vl") &&
+                             __builtin_cpu_supports("avx512dq");
+  static const bool avx2 = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
   switch (instruction_set) {
     case 0:
       return avx512 ? resnext_bn::kernels_avx512 : avx2 ? resnext_bn::kernels_avx2 : resnext_bn::kernels_baseline;
@@ -130,12 +131,10 @@ const resnext_bn::Kernels& bn_kernels(int64_t instruction_set) {
       TORCH_CHECK(avx2, "fused BatchNorm-ReLU: this CPU has no AVX2 with FMA");
       return resnext_bn::kernels_avx2;
   }
-#else
-  // Elsewhere (aarch64) build.rs compiles the baseline copy only.
-  TORCH_CHECK(instruction_set == 0 || instruction_set == 3, "fused BatchNorm-ReLU: x86-64 instruction sets only");
 #endif
+  // Elsewhere (aarch64) build.rs compiles the baseline copy only.
   TORCH_CHECK(instruction_set == 0 || instruction_set == 3, "fused BatchNorm-ReLU: no instruction set ",
-              instruction_set);
+              instruction_set, " in this build");
   return resnext_bn::kernels_baseline;
 }
 
@@ -192,8 +191,9 @@ at::Tensor float_tensor(const std::vector<float>& values) {
 
 struct BatchNormReLU : public torch::autograd::Function<BatchNormReLU> {
   static at::Tensor forward(torch::autograd::AutogradContext* ctx, const at::Tensor& input, const at::Tensor& gamma,
-                            const at::Tensor& beta, const std::optional<at::Tensor>& skip, at::Tensor running_mean,
-                            at::Tensor running_var, double momentum, double eps, int64_t instruction_set) {
+                            const at::Tensor& beta, const std::optional<at::Tensor>& skip,
+                            const at::Tensor& running_mean, const at::Tensor& running_var, double momentum, double eps,
+                            int64_t instruction_set) {
     RECORD_USER_SCOPE("resnext::batch_norm_relu");
     TORCH_CHECK(input.device().is_cpu(), "fused BatchNorm-ReLU runs on the CPU only, got ", input.device());
     TORCH_CHECK(input.dim() == 4, "fused BatchNorm-ReLU takes 4-D activations, got ", input.dim(), "-D");
@@ -202,7 +202,7 @@ struct BatchNormReLU : public torch::autograd::Function<BatchNormReLU> {
     const int64_t channels = input.size(1);
     const int64_t rows = input.numel() / std::max<int64_t>(channels, 1);
     TORCH_CHECK(rows > 1, "fused BatchNorm-ReLU needs more than one value per channel, got ", input.sizes());
-    for (const at::Tensor* t : {&gamma, &beta, static_cast<const at::Tensor*>(&running_mean), static_cast<const at::Tensor*>(&running_var)})
+    for (const at::Tensor* t : {&gamma, &beta, &running_mean, &running_var})
       TORCH_CHECK(t->numel() == channels && t->scalar_type() == at::kFloat && t->is_contiguous(),
                   "fused BatchNorm-ReLU: gamma, beta and the moving statistics are contiguous float32 of ", channels,
                   " values, got ", t->sizes(), " ", t->scalar_type());
@@ -275,10 +275,11 @@ struct BatchNormReLU : public torch::autograd::Function<BatchNormReLU> {
     const bool bf16 = x.scalar_type() == at::kBFloat16;
     const auto& kernels = bn_kernels(ctx->saved_data["instruction_set"].toInt());
 
-    auto [sum_g, sum_g_centered] = channel_sums(rows, channels, [&](int64_t first, int64_t count, double* s, double* q) {
-      kernels.backward_stats(bf16, row_pointer(dy, first, channels), mask + first * mask_row,
-                             row_pointer(x, first, channels), count, channels, mean.data(), s, q);
-    });
+    auto [sum_g, sum_g_centered] =
+        channel_sums(rows, channels, [&](int64_t first, int64_t count, double* s, double* q) {
+          kernels.backward_stats(bf16, row_pointer(dy, first, channels), mask + first * mask_row,
+                                 row_pointer(x, first, channels), count, channels, mean.data(), s, q);
+        });
     // With g the gradient after the ReLU and xhat = (x - mean) * invstd:
     // dbeta = sum g, dgamma = sum g xhat, and
     // dx = gamma invstd (g - dbeta / rows - xhat dgamma / rows) = a g + b (x - mean) + k.
@@ -401,8 +402,8 @@ char* ext_cudnn_benchmark(bool* enabled) {
 }
 
 // relu(batch_norm(input) [+ skip]) in training, updating the moving statistics in place; `skip`
-// may be null; `instruction_set` as bn_kernels takes it. The result is an autograd node: its backward gives input, gamma, beta and skip
-// their gradients.
+// may be null; `instruction_set` as bn_kernels takes it. The result is an autograd node: its
+// backward gives input, gamma, beta and skip their gradients.
 char* ext_batch_norm_relu(at::Tensor* input, at::Tensor* gamma, at::Tensor* beta, at::Tensor* skip,
                           at::Tensor* running_mean, at::Tensor* running_var, double momentum, double eps,
                           int64_t instruction_set, at::Tensor** out) {

@@ -82,15 +82,14 @@ pub fn run(request: &BenchRequest) -> Result<String> {
         }
     }
     let (_, ops) = torch_ext::count_ops(|| sync(device, &one_step(warmup + steps)));
-    let first_profiled = warmup + steps + 1;
-    let (_, records) = torch_ext::record_ops(|| {
-        for step in first_profiled..first_profiled + request.profile {
-            sync(device, &one_step(step));
-        }
-    });
     let profile = match request.profile {
         0 => String::new(),
-        n => profile_table(&records, n),
+        n => {
+            let first = warmup + steps + 1;
+            let (_, records) =
+                torch_ext::record_ops(|| (first..first + n).for_each(|step| sync(device, &one_step(step))));
+            profile_table(&records, n)
+        }
     };
     seconds.sort_by(f64::total_cmp);
     let median = seconds[seconds.len() / 2];

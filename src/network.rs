@@ -85,7 +85,7 @@ mod tests {
     use super::*;
     use crate::compute::ComputeRequest;
     use crate::config::Precision;
-    use crate::testing::{cpu_compute, tiny_experiment};
+    use crate::testing::{cpu_compute, relative_difference, tiny_experiment};
     use tch::Device;
 
     #[test]
@@ -126,8 +126,7 @@ mod tests {
         };
         let (fused, unfused) = (step(&fused), step(&unfused));
         let close = |a: &Tensor, b: &Tensor, what: &str| {
-            let scale = b.abs().max().double_value(&[]).max(1e-12);
-            let difference = (a - b).abs().max().double_value(&[]) / scale;
+            let difference = relative_difference(a, b);
             // float32 through 4 blocks of sums in another order: a few ulps, grown by the depth.
             assert!(difference < 1e-3, "{what}: relative difference {difference:e}");
         };

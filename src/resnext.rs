@@ -172,6 +172,19 @@ pub fn batch_norm(path: nn::Path, channels: i64) -> nn::BatchNorm {
     nn::batch_norm2d(path, channels, config)
 }
 
+/// A Keras BatchNorm's variables and constants as the fused op takes them.
+fn fused_state(bn: &nn::BatchNorm) -> torch_ext::BatchNormState<'_> {
+    torch_ext::BatchNormState {
+        gamma: bn.ws.as_ref().expect("affine BN"),
+        beta: bn.bs.as_ref().expect("affine BN"),
+        running_mean: &bn.running_mean,
+        running_var: &bn.running_var,
+        momentum: BN_MOMENTUM,
+        eps: BN_EPSILON,
+        instruction_set: torch_ext::InstructionSet::Best,
+    }
+}
+
 /// A bias-free convolution with TensorFlow 'same' padding and he_normal weights.
 #[derive(Debug)]
 pub struct Conv {
@@ -261,16 +274,7 @@ impl ConvBn {
     /// fused op when this layer was built fused, else (and in inference) as separate ops.
     fn forward_relu(&self, x: &Tensor, skip: Option<&Tensor>, train: bool) -> Tensor {
         if train && self.fused {
-            let state = torch_ext::BatchNormState {
-                gamma: self.bn.ws.as_ref().expect("affine BN"),
-                beta: self.bn.bs.as_ref().expect("affine BN"),
-                running_mean: &self.bn.running_mean,
-                running_var: &self.bn.running_var,
-                momentum: BN_MOMENTUM,
-                eps: BN_EPSILON,
-                instruction_set: torch_ext::InstructionSet::Best,
-            };
-            return torch_ext::batch_norm_relu(&nn::Module::forward(&self.conv, x), skip, &state);
+            return torch_ext::batch_norm_relu(&nn::Module::forward(&self.conv, x), skip, &fused_state(&self.bn));
         }
         let y = self.forward_t(x, train);
         relu_in_place(&match skip {
@@ -468,15 +472,7 @@ mod tests {
             Tensor::from_slice(&floats(&input["data"])).view(shape(&input["shape"]).as_slice()).permute([0, 3, 1, 2]);
         let vs = nn::VarStore::new(Device::Cpu);
         let bn = batch_norm(vs.root() / "bn", x.size()[1]);
-        let state = torch_ext::BatchNormState {
-            gamma: bn.ws.as_ref().unwrap(),
-            beta: bn.bs.as_ref().unwrap(),
-            running_mean: &bn.running_mean,
-            running_var: &bn.running_var,
-            momentum: BN_MOMENTUM,
-            eps: BN_EPSILON,
-            instruction_set: torch_ext::InstructionSet::Best,
-        };
+        let state = fused_state(&bn);
         // The Keras example is [4, 2, 2, 3]: channels-last strides of those sizes, as the op wants them.
         let y = torch_ext::batch_norm_relu(&x, None, &state);
         let got = Vec::<f32>::try_from(y.permute([0, 2, 3, 1]).contiguous().flatten(0, -1)).unwrap();

@@ -1,5 +1,5 @@
 //! Helpers for the unit tests: the Keras golden vectors in `tests/golden/keras/`, a tiny
-//! experiment, the CPU's compute settings.
+//! experiment, the CPU's compute settings, and how far apart two tensors are.
 use serde_json::Value;
 
 /// One Keras reference file, parsed.
@@ -17,6 +17,13 @@ pub fn numbers(v: &Value) -> Vec<f64> {
 /// A JSON array of numbers as f32.
 pub fn floats(v: &Value) -> Vec<f32> {
     numbers(v).into_iter().map(|x| x as f32).collect()
+}
+
+/// The largest difference between two tensors, relative to the largest value of `want`.
+pub fn relative_difference(got: &tch::Tensor, want: &tch::Tensor) -> f64 {
+    let (got, want) = (got.to_kind(tch::Kind::Double), want.to_kind(tch::Kind::Double));
+    let scale = want.abs().max().double_value(&[]).max(1e-30);
+    (got - want).abs().max().double_value(&[]) / scale
 }
 
 /// tests/fixtures/tiny.json, with `overrides`.

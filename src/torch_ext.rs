@@ -291,6 +291,7 @@ pub fn count_ops<T>(f: impl FnOnce() -> T) -> (T, u64) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::testing::relative_difference;
 
     #[test]
     fn cpu_autocast_runs_convolutions_in_bf16_and_is_restored_after() {
@@ -357,13 +358,6 @@ mod tests {
             None => y,
         }
         .relu()
-    }
-
-    /// The largest difference relative to the largest value of `want`.
-    fn relative_difference(got: &Tensor, want: &Tensor) -> f64 {
-        let (got, want) = (got.to_kind(Kind::Double), want.to_kind(Kind::Double));
-        let scale = want.abs().max().double_value(&[]).max(1e-30);
-        (got - want).abs().max().double_value(&[]) / scale
     }
 
     /// One BatchNorm's inputs, run through `op`: the output, the moving statistics after, and
