@@ -20,7 +20,8 @@ without AMX or AVX512-BF16, bf16 rounds time one step: a bf16 training step ther
   --rounds N      alternating rounds per measurement (default 2)
   --precision P   fp32, bf16 or both (default both)
   --profile N     also record N training steps by operator, ours and the peer's eager, once per
-                  precision (PROFILE lines: self time by operator class and the slowest operators)
+                  precision (PROFILE lines: self time by operator class and the slowest operators;
+                  a CEILING line: the most ours could gain while both run the same convolutions)
   --peer PATH     the peer script (default bench/torch_peer.py)
 EOF
 }
@@ -41,11 +42,12 @@ bin=${RESNEXT_BIN:-target/release/resnext}
 python=${PYTHON:-.venv/bin/python}
 # What resnext sets for itself (runtime::MALLOC_TUNABLES), given to the peer too.
 export GLIBC_TUNABLES=glibc.malloc.mmap_threshold=4294967295:glibc.malloc.trim_threshold=4294967295
-threads=$(nproc)
+threads=$(nproc) batch=64
 
-# Every RESULT as "<round> <label> <mode> <precision> <images/s>", for the ratios at the end.
-results=$(mktemp)
-trap 'rm -f "$results"' EXIT
+# Every RESULT as "<round> <label> <mode> <precision> <images/s>", for the ratios at the end, and
+# every profile's convolution self time as "<label> <precision> <ms/step>", for the ceiling.
+results=$(mktemp) convolutions=$(mktemp)
+trap 'rm -f "$results" "$convolutions"' EXIT
 round=0
 
 # record <label> <mode> <precision>: prints stdin's lines prefixed with them, and keeps the images/s.
@@ -55,6 +57,8 @@ record() {
     echo "$1 $2 $3: $line"
     if [[ $line =~ ^RESULT.*\ ([0-9.]+)\ (images|img)/s ]]; then
       echo "$round $1 $2 $3 ${BASH_REMATCH[1]}" >>"$results"
+    elif [[ $line =~ ^PROFILE\ class\ convolution\ .*\ ([0-9.]+)\ ms/step ]]; then
+      echo "$1 $3 ${BASH_REMATCH[1]}" >>"$convolutions"
     fi
   done
 }
@@ -63,7 +67,7 @@ record() {
 ours() {
   local label=$1 mode=$2 p=$3 steps=$4 warmup=$5
   shift 5
-  "$bin" bench my_resnext --device cpu --mode "$mode" --precision "$p" --batch 64 --steps "$steps" --warmup "$warmup" "$@" \
+  "$bin" bench my_resnext --device cpu --mode "$mode" --precision "$p" --batch "$batch" --steps "$steps" --warmup "$warmup" "$@" \
     | grep -E '^(ATen ops|RESULT|PROFILE)' | record "$label" "$mode" "$p"
 }
 
@@ -72,7 +76,7 @@ ours() {
 peer() {
   local label=$1 mode=$2 p=$3 steps=$4 warmup=$5
   shift 5
-  "$python" -W ignore "$peer" --mode "$mode" --precision "$p" --batch 64 --threads "$threads" --channels-last \
+  "$python" -W ignore "$peer" --mode "$mode" --precision "$p" --batch "$batch" --threads "$threads" --channels-last \
     --steps "$steps" --warmup "$warmup" "$@" 2> >(grep -v 'gpuGetDeviceCount' >&2) \
     | grep -E '^(RESULT|PROFILE)' | record "$label" "$mode" "$p"
 }
@@ -99,9 +103,15 @@ for p in fp32 bf16; do
   fi
 done
 
+# median(values, n): the median of values[1..n], which it sorts.
+median='function median(v, n,  i, j, t) {
+  for (i = 1; i <= n; i++) for (j = i + 1; j <= n; j++) if (v[j] < v[i]) { t = v[i]; v[i] = v[j]; v[j] = t }
+  return n % 2 ? v[(n + 1) / 2] : (v[n / 2] + v[n / 2 + 1]) / 2
+}'
+
 # Ours over each other measurement of the same mode and precision, round by round, and the median.
 echo
-awk '$1 != "profile" { speed[$1 " " $2 " " $3 " " $4] = $5; if ($1 > last) last = $1; kinds[$3 " " $4] = 1; who[$2] = 1 }
+awk "$median"'$1 != "profile" { speed[$1 " " $2 " " $3 " " $4] = $5; if ($1 > last) last = $1; kinds[$3 " " $4] = 1; who[$2] = 1 }
   END {
     for (kind in kinds) for (other in who) {
       if (other == "ours") continue
@@ -112,8 +122,21 @@ awk '$1 != "profile" { speed[$1 " " $2 " " $3 " " $4] = $5; if ($1 > last) last 
         ratio[++n] = a / b; list = list sprintf(" %.2f", a / b)
       }
       if (n == 0) continue
-      for (i = 1; i <= n; i++) for (j = i + 1; j <= n; j++) if (ratio[j] < ratio[i]) { t = ratio[i]; ratio[i] = ratio[j]; ratio[j] = t }
-      median = n % 2 ? ratio[(n + 1) / 2] : (ratio[n / 2] + ratio[n / 2 + 1]) / 2
-      printf "RATIO ours / %s, %s: median %.2fx (by round:%s)\n", other, kind, median, list
+      printf "RATIO ours / %s, %s: median %.2fx (by round:%s)\n", other, kind, median(ratio, n), list
     }
   }' "$results" | sort
+
+# What the convolutions leave to win: they are the same oneDNN kernels in both programs, so a step
+# that spent no time outside them would be at most the peer's timed step (median of its rounds)
+# over our profiled convolutions.
+awk -v batch="$batch" "$median"'FILENAME == ARGV[1] { if ($1 == "ours") conv[$2] = $3; next }
+  $1 != "profile" && $3 == "train" && ($2 == "peer" || $2 == "peer-compiled") && ($4 in conv) {
+    key = $2 " " $4; n[key]++; speeds[key] = speeds[key] " " $5
+  }
+  END {
+    for (key in n) {
+      split(key, part, " "); split(speeds[key], speed, " ")
+      step = 1000 * batch / median(speed, n[key])
+      printf "CEILING ours / %s, train %s: our convolutions take %.0f ms/step, the peer %.0f ms/step in all; with no time outside them ours would be at most %.2fx\n", part[1], part[2], conv[part[2]], step, step / conv[part[2]]
+    }
+  }' "$convolutions" "$results" | sort

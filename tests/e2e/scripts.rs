@@ -22,6 +22,12 @@ fn script(name: &str) -> Command {
     command
 }
 
+/// Writes a script that can be run.
+fn executable(path: &Path, text: &str) {
+    std::fs::write(path, text).unwrap();
+    std::fs::set_permissions(path, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+}
+
 /// `scripts/run-all.sh --device cpu --only demo --results DIR ARGS -- --epochs N SMALL...`,
 /// started in its own process group (as a shell starts a foreground job), output to files.
 fn spawn_run_all(results: &Path, args: &[&str], epochs: &str) -> Child {
@@ -313,9 +319,7 @@ fn bundle(dir: &Path) -> PathBuf {
 fn machine_without_rust(dir: &Path, python: &str) -> String {
     let bin = dir.join("bin");
     std::fs::create_dir_all(&bin).unwrap();
-    let python3 = bin.join("python3");
-    std::fs::write(&python3, format!("#!/bin/sh\nexec {python} \"$@\"\n")).unwrap();
-    std::fs::set_permissions(&python3, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    executable(&bin.join("python3"), &format!("#!/bin/sh\nexec {python} \"$@\"\n"));
     if Path::new("/usr/bin/cargo").exists() {
         eprintln!("note: /usr/bin has a cargo: this PATH is not free of Rust on this machine");
     }
@@ -415,8 +419,7 @@ fn the_bundle_refuses_another_torch_in_one_line() {
         std::fs::write(fake.join("lib").join(library), b"\x7fELF not really").unwrap();
     }
     let finder = dir.path().join("find-torch");
-    std::fs::write(&finder, format!("#!/bin/sh\necho {}\n", fake.display())).unwrap();
-    std::fs::set_permissions(&finder, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    executable(&finder, &format!("#!/bin/sh\necho {}\n", fake.display()));
     let launch = |python: &str, command: &[&str]| {
         let path = machine_without_rust(&dir.path().join(format!("machine-{}", command.len())), python);
         let (program, args) = command.split_first().unwrap();
@@ -437,4 +440,61 @@ fn the_bundle_refuses_another_torch_in_one_line() {
     let output = launch("/bin/false", &["target/release/resnext", "info"]);
     let err = stderr(&output);
     assert!(!output.status.success() && err.lines().count() == 1 && err.contains("has no torch"), "{err}");
+}
+
+/// bench-cpu.sh's arithmetic, with stand-ins for resnext and the peer that print fixed speeds: the
+/// ratios are ours over each other measurement within a round, with their median, and the ceiling
+/// is the peer's median timed step over our profiled convolutions; the profile's own one-step
+/// timings count in neither.
+#[test]
+fn bench_cpu_takes_ratios_within_rounds_and_the_ceiling_from_the_timed_rounds() {
+    let dir = tempfile::tempdir().unwrap();
+    let ours = dir.path().join("resnext");
+    executable(
+        &ours,
+        r#"#!/bin/bash
+case "$*" in *"--mode eval"*) s=80 ;; *"--fused false"*) s=40 ;; *) s=50 ;; esac
+echo "RESULT mode=Train precision=fp32 median 1.0 ms/step, $s images/s (best $s) over 5 steps"
+case "$*" in *--profile*)
+  echo "PROFILE 1 steps, 2000.0 ms/step of operator self time"
+  echo "PROFILE class convolution             80.0%   1600.0 ms/step" ;;
+esac
+"#,
+    );
+    // The peer's training speeds, round by round, then the profile's one step.
+    let peer = dir.path().join("peer");
+    let count = dir.path().join("count");
+    executable(
+        &peer,
+        &format!(
+            r#"#!/bin/bash
+case "$*" in
+  *"--mode train"*) n=$(( $(cat {count} 2>/dev/null || echo 0) + 1 )); echo $n > {count}; speeds=(20 25 40 1000); s=${{speeds[n-1]}} ;;
+  *) s=100 ;;
+esac
+echo "RESULT mode=train precision=fp32 device=cpu median 1.0 ms/step, $s img/s (best $s) over 5 steps"
+"#,
+            count = count.display()
+        ),
+    );
+    let output = script("bench-cpu.sh")
+        .args(["--rounds", "3", "--precision", "fp32", "--profile", "1", "--peer", &peer.display().to_string()])
+        .env("RESNEXT_BIN", &ours)
+        .env("PYTHON", &peer)
+        .output()
+        .unwrap();
+    assert!(output.status.success(), "{}", stderr(&output));
+    let printed = stdout(&output);
+    let summary: Vec<&str> = printed.lines().filter(|l| l.starts_with("RATIO") || l.starts_with("CEILING")).collect();
+    assert_eq!(
+        summary,
+        [
+            "RATIO ours / ours-unfused, train fp32: median 1.25x (by round: 1.25 1.25 1.25)",
+            "RATIO ours / peer, eval fp32: median 0.80x (by round: 0.80 0.80 0.80)",
+            "RATIO ours / peer, train fp32: median 2.00x (by round: 2.50 2.00 1.25)",
+            "CEILING ours / peer, train fp32: our convolutions take 1600 ms/step, the peer 2560 ms/step in all; \
+             with no time outside them ours would be at most 1.60x",
+        ],
+        "{printed}"
+    );
 }
