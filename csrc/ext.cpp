@@ -107,9 +107,10 @@ void op_end(const at::RecordFunction& fn, at::ObserverContext*) {
 // clamp) and two backward (the gradient's two sums; the input's gradient), where libtorch's
 // composition makes four forward (statistics, normalise, add, ReLU) and three backward (ReLU's
 // mask, BatchNorm's two), each writing a tensor of its own. Activations are channels-last,
-// float32 or bfloat16; the statistics, gamma, beta and every sum are float32 or float64. The backward reads the ReLU's
-// mask as one bit per value (1/32 of a float32 output's bytes) rather than the output, so the
-// op keeps the input, the bits and the statistics: the output is the next convolution's to keep.
+// float32 or bfloat16; the statistics, gamma, beta and every sum are float32 or float64. The
+// backward reads the ReLU's mask as one bit per value (1/32 of a float32 output's bytes) rather
+// than the output, so the op keeps the input, the bits and the statistics: the output is the
+// next convolution's to keep.
 
 // The loops' instruction sets, as `instruction_set` names them: 0 the best this CPU has, 1
 // AVX-512, 2 AVX2 with FMA, 3 the x86-64 baseline. Any but the best is for the tests, which run
@@ -132,7 +133,7 @@ const resnext_bn::Kernels& bn_kernels(int64_t instruction_set) {
       return resnext_bn::kernels_avx2;
   }
 #endif
-  // Elsewhere (aarch64) build.rs compiles the baseline copy only.
+  // The baseline copy: asked for by name, or the only one (aarch64, where build.rs compiles no other).
   TORCH_CHECK(instruction_set == 0 || instruction_set == 3, "fused BatchNorm-ReLU: no instruction set ",
               instruction_set, " in this build");
   return resnext_bn::kernels_baseline;

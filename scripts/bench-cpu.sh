@@ -131,12 +131,12 @@ awk "$median"'$1 != "profile" { speed[$1 " " $2 " " $3 " " $4] = $5; if ($1 > la
 # over our profiled convolutions.
 awk -v batch="$batch" "$median"'FILENAME == ARGV[1] { if ($1 == "ours") conv[$2] = $3; next }
   $1 != "profile" && $3 == "train" && ($2 == "peer" || $2 == "peer-compiled") && ($4 in conv) {
-    key = $2 " " $4; n[key]++; speeds[key] = speeds[key] " " $5
+    speeds[$2 " " $4] = speeds[$2 " " $4] " " $5
   }
   END {
-    for (key in n) {
-      split(key, part, " "); split(speeds[key], speed, " ")
-      step = 1000 * batch / median(speed, n[key])
+    for (key in speeds) {
+      split(key, part, " "); n = split(speeds[key], speed, " ")
+      step = 1000 * batch / median(speed, n)
       printf "CEILING ours / %s, train %s: our convolutions take %.0f ms/step, the peer %.0f ms/step in all; with no time outside them ours would be at most %.2fx\n", part[1], part[2], conv[part[2]], step, step / conv[part[2]]
     }
   }' "$convolutions" "$results" | sort
