@@ -574,7 +574,7 @@ if phase run-all; then
     local name=$1 rc=0 begin=$SECONDS
     shift
     CUDA_VISIBLE_DEVICES=$one_gpu run "$name" "$ROOT/scripts/run-all.sh" --device "$device" \
-      --results "$work/runs/$name" --plots "$work/runs/$name/plots" "$@" -- "${run_all_args[@]}" || rc=$?
+      --results "$work/runs/$name" "$@" -- "${run_all_args[@]}" || rc=$?
     local wall=$((SECONDS - begin)) exp images=0 sum=0 ok=1
     for exp in "${BLOG_EXPERIMENTS[@]}"; do
       [[ -d $work/runs/$name/$exp ]] || continue

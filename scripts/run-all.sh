@@ -1,57 +1,56 @@
 #!/usr/bin/env bash
-# Train the blog's five experiments (each once, or with several seeds), several at once on the
-# GPUs libtorch sees, then draw the figures and write the report of the study. Every run resumes
-# where it stopped; one Ctrl-C stops them all with a checkpoint. `scripts/run-all.sh --help`
-# explains every option.
+# Train the experiments of a study (the blog's five by default; each once, or with several
+# seeds), several at once on the GPUs libtorch sees, then write the report of the study, with
+# its figures. Every run resumes where it stopped; one Ctrl-C stops them all with a checkpoint.
+# `scripts/run-all.sh --help` explains every option.
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 BIN=${RESNEXT_BIN:-$ROOT/target/release/resnext}
-BLOG_EXPERIMENTS=(my_resnext resnext my_resnext_lr my_resnext_lr_v2 my_resnext_lr_r)
 
 usage() {
   cat <<EOF
 Usage: scripts/run-all.sh [options] [-- resnext-train-options...]
 
-Trains the blog's experiments (${BLOG_EXPERIMENTS[*]}),
-each with \`resnext train <experiment> --resume\`, then draws the figures with \`resnext plot\`
-and writes the report of the study with \`resnext report\` (RESULTS/report.md and report.json:
-each claim of experiments/claims.json with its verdict). A rerun resumes every run where it
+Trains the experiments of a study (\`resnext study\` lists the studies; default: blog, the
+blog's five), each with \`resnext train STUDY/EXPERIMENT --resume\`, then writes the study's
+report with \`resnext report\`: RESULTS/report.md and report.json (each claim of the study with
+its verdict) and the study's figures in RESULTS/figures/. A rerun resumes every run where it
 stopped (finished runs are left as they are).
 
 Options:
+  --study NAME       the study to train: a name or a study's folder (default blog).
   --device cuda|cpu  cuda (default): every GPU that libtorch sees (\`resnext info --gpus\`, so
                      CUDA_VISIBLE_DEVICES selects them), in libtorch's order. Exits with an
                      error when it sees none. cpu: trains on the CPU.
   --per-gpu N        runs trained at once on each GPU (default 1); the next experiment starts
                      when one ends. With --device cpu: runs at once on the CPU, the cores split
                      between them (default 1).
-  --only A,B         train only these experiments (names from experiments/, e.g. demo).
-  --seeds N          train every experiment N times, run k (0 to N-1) with the config's seed
-                     + k, into DIR/<experiment>/seed-<k>/ (one run folder each; the report then
-                     gives mean and spread, and can test the claims). Without it, one run per
-                     experiment with the config's seed, in DIR/<experiment>/. Do not pass
-                     --seed after -- with it.
-  --results DIR      run folders go to DIR/<experiment>/, each with its log train.log
-                     (default results).
-  --plots DIR        the figures go to DIR (default plots).
+  --only A,B         train only these experiments of the study.
+  --seeds N          train every experiment N times, run k (0 to N-1) with \`resnext train
+                     --repeat k\`: the config's seed + 1000 k, so that no two runs of the study
+                     share a seed; into RESULTS/<experiment>/seed-<k>/ (one run folder each; the
+                     report then gives mean and spread, and can test the claims). Without it,
+                     one run per experiment with the config's seed, in RESULTS/<experiment>/. Do
+                     not pass --seed after -- with it.
+  --results DIR      run folders go to DIR/<experiment>/, each with its log train.log, and
+                     the report to DIR/report.md (default results/<study>).
   -h, --help         this text.
   -- ARGS...         everything after -- is passed to every \`resnext train\`,
                      e.g. -- --epochs 2 --train-limit 4096 --precision bf16.
 
 Output: one line when each run starts and one when it ends (the runs' own output, with their
-progress, is in their train.log); at the end the figures, the report and the verdicts of the
-claims it could check, then one line per run with its status: finished, interrupted (rerun to
+progress, is in their train.log); at the end the report (with its figures) and the verdicts of
+the claims it could check, then one line per run with its status: finished, interrupted (rerun to
 resume), failed (with the log to read) or not started.
 
 Ctrl-C (or SIGINT/SIGTERM/SIGHUP to this script): every run stops after its current step and
-writes a checkpoint, nothing new starts, the figures and the report are written (its claims
-"incomplete"), and the script exits. A second
+writes a checkpoint, nothing new starts, the report is written (its claims "incomplete"), and
+the script exits. A second
 Ctrl-C makes the runs quit at once, without a checkpoint (the one of the last epoch stays).
 
-Exit status: 0 when every run finished; 1 when one failed (or the figures or the report could
-not be written);
-130 when one was interrupted or not started; 2 for bad options.
+Exit status: 0 when every run finished; 1 when one failed (or the report could not be
+written); 130 when one was interrupted or not started; 2 for bad options.
 
 Paths are relative to the current folder. RESNEXT_BIN overrides the binary
 (default: target/release/resnext in this repository).
@@ -65,16 +64,6 @@ die() {
 
 now() { date +%H:%M:%S; }
 
-# The names of experiments/*.json, for error messages.
-known_experiments() {
-  local file names=()
-  for file in "$ROOT"/experiments/*.json; do
-    file=${file##*/}
-    [[ $file == comparisons.json || $file == claims.json ]] || names+=("${file%.json}")
-  done
-  echo "${names[*]}"
-}
-
 # "1h02m03s" from a number of seconds.
 duration() {
   local s=$1
@@ -86,34 +75,35 @@ duration() {
 }
 
 # --- options ---------------------------------------------------------------------------------
+study=blog
 device=cuda
 per_gpu=1
 only=""
 seeds=""
-results=results
-plots=plots
+results=""
 train_args=()
 while (($#)); do
   case $1 in
     -h | --help) usage; exit 0 ;;
+    --study) study=${2-}; shift 2 || die "--study needs a name" ;;
     --device) device=${2-}; shift 2 || die "--device needs a value: cuda or cpu" ;;
     --per-gpu) per_gpu=${2-}; shift 2 || die "--per-gpu needs a number" ;;
     --only) only=${2-}; shift 2 || die "--only needs a comma-separated list of experiments" ;;
     --seeds) seeds=${2-}; shift 2 || die "--seeds needs a number" ;;
     --results) results=${2-}; shift 2 || die "--results needs a folder" ;;
-    --plots) plots=${2-}; shift 2 || die "--plots needs a folder" ;;
     --) shift; train_args=("$@"); break ;;
     *) die "unknown option '$1' (see --help; options for resnext train go after --)" ;;
   esac
 done
 [[ $device == cuda || $device == cpu ]] || die "--device must be cuda or cpu, not '$device'"
 [[ $per_gpu =~ ^[1-9][0-9]*$ ]] || die "--per-gpu must be a positive whole number, not '$per_gpu'"
-[[ -n $results ]] || die "--results needs a folder"
+[[ -n $study ]] || die "--study needs a name"
+results=${results:-results/${study##*/}}
 if [[ -n $seeds ]]; then
   [[ $seeds =~ ^[1-9][0-9]*$ ]] || die "--seeds must be a positive whole number, not '$seeds'"
   for arg in "${train_args[@]}"; do
     [[ $arg != --seed && $arg != --seed=* && $arg != seed=* && $arg != --set=seed=* ]] ||
-      die "--seeds gives each run its seed (the config's + k): do not pass '$arg' after --"
+      die "--seeds gives each run its seed (the config's + 1000 k): do not pass '$arg' after --"
   done
 fi
 [[ -x $BIN ]] || die "the resnext binary $BIN does not exist: run 'make build' (or set RESNEXT_BIN)"
@@ -124,17 +114,24 @@ if ! answer=$("$BIN" --version 2>&1); then
   exit 1
 fi
 
-experiments=("${BLOG_EXPERIMENTS[@]}")
+# The study's experiments, from the binary (it knows the built-in studies and the working
+# folder's); an unknown study is an error that lists the known ones.
+if ! listed=$("$BIN" study "$study" --names 2>&1); then
+  echo "run-all: --study: ${listed#error: }" >&2
+  exit 2
+fi
+mapfile -t experiments <<<"$listed"
 if [[ -n $only ]]; then
-  IFS=, read -r -a experiments <<<"$only"
+  IFS=, read -r -a wanted <<<"$only"
   declare -A seen=()
-  for exp in "${experiments[@]}"; do
-    [[ -f $ROOT/experiments/$exp.json && $exp != comparisons && $exp != claims ]] ||
-      die "--only: no experiment named '$exp' in $ROOT/experiments/ (known: $(known_experiments))"
+  for exp in "${wanted[@]}"; do
+    [[ " ${experiments[*]} " == *" $exp "* ]] ||
+      die "--only: the study $study has no experiment named '$exp' (its experiments: ${experiments[*]})"
     [[ -z ${seen[$exp]-} ]] || die "--only: '$exp' is listed twice"
     seen[$exp]=1
   done
-  ((${#experiments[@]})) || die "--only needs at least one experiment"
+  ((${#wanted[@]})) || die "--only needs at least one experiment"
+  experiments=("${wanted[@]}")
 fi
 
 # --- where the runs go: one slot per concurrent run, each with its device -----------------------
@@ -179,26 +176,17 @@ else
   where="the CPU, $per_gpu run(s) at once"
 fi
 
-# The seed in an experiment's config (the shipped configs write it on a line of its own).
-config_seed() {
-  local seed
-  seed=$(grep -oE '"seed"[[:space:]]*:[[:space:]]*[0-9]+' "$ROOT/experiments/$1.json" | grep -oE '[0-9]+$' || true)
-  [[ $seed =~ ^[0-9]+$ ]] || die "cannot read the seed of $ROOT/experiments/$1.json"
-  echo "$seed"
-}
-
 # --- the runs: one per experiment, or one per experiment and seed ----------------------------------
 # A run is named by its folder under --results: "demo", or "demo/seed-1".
 runs=()
-declare -A run_seed=() # run -> its --seed (with --seeds)
+declare -A run_repeat=() # run -> its --repeat k (with --seeds)
 for exp in "${experiments[@]}"; do
   if [[ -z $seeds ]]; then
     runs+=("$exp")
   else
-    base=$(config_seed "$exp")
     for ((k = 0; k < seeds; k++)); do
       runs+=("$exp/seed-$k")
-      run_seed[$exp/seed-$k]=$((base + k))
+      run_repeat[$exp/seed-$k]=$k
     done
   fi
 done
@@ -223,10 +211,10 @@ start_next() {
   queue=("${queue[@]:1}")
   log=$(log_of "$exp")
   mkdir -p "$results/$exp"
-  local seed_args=()
-  [[ -z ${run_seed[$exp]-} ]] || seed_args=(--seed "${run_seed[$exp]}")
-  local cmd=("$BIN" train "$ROOT/experiments/${exp%%/*}.json" --device "${slot_device[slot]}" --resume
-    --out "$results/$exp" "${seed_args[@]}" "${train_args[@]}")
+  local repeat_args=()
+  [[ -z ${run_repeat[$exp]-} ]] || repeat_args=(--repeat "${run_repeat[$exp]}")
+  local cmd=("$BIN" train "$study/${exp%%/*}" --device "${slot_device[slot]}" --resume
+    --out "$results/$exp" "${repeat_args[@]}" "${train_args[@]}")
   [[ -z ${slot_cpus[slot]} ]] || cmd=(taskset -c "${slot_cpus[slot]}" "${cmd[@]}")
   local offset
   offset=$(stat -c %s "$log" 2>/dev/null || echo 0)
@@ -320,9 +308,9 @@ finish() {
 
 # --- run ---------------------------------------------------------------------------------------
 if [[ -z $seeds ]]; then
-  echo "run-all: ${#experiments[@]} experiment(s) (${experiments[*]}) on $where; runs in $results/<experiment>/, logs in $results/<experiment>/train.log"
+  echo "run-all: study $study, ${#experiments[@]} experiment(s) (${experiments[*]}) on $where; runs in $results/<experiment>/, logs in $results/<experiment>/train.log"
 else
-  echo "run-all: ${#experiments[@]} experiment(s) (${experiments[*]}) x $seeds seeds on $where; runs in $results/<experiment>/seed-<k>/, logs in their train.log"
+  echo "run-all: study $study, ${#experiments[@]} experiment(s) (${experiments[*]}) x $seeds seeds on $where; runs in $results/<experiment>/seed-<k>/, logs in their train.log"
 fi
 mkdir -p "$results"
 set -m
@@ -347,35 +335,11 @@ for exp in "${queue[@]}"; do
   detail[$exp]="stopped before its turn: rerun to train it"
 done
 
-# --- figures and summary -----------------------------------------------------------------------
-plot_ok=1
-# `resnext plot RESULTS` draws the blog's comparisons (experiments/comparisons.json) of the runs
-# there; run folders named directly (experiments outside the blog's five, such as demo) are
-# drawn together in one figure.
-plot_paths=("$results")
-for exp in "${experiments[@]}"; do
-  if [[ " ${BLOG_EXPERIMENTS[*]} " != *" $exp "* ]] &&
-    { compgen -G "$results/$exp/metrics.csv" || compgen -G "$results/$exp/seed-*/metrics.csv"; } >/dev/null; then
-    plot_paths+=("$results/$exp")
-  fi
-done
-if compgen -G "$results/*/metrics.csv" >/dev/null || compgen -G "$results/*/seed-*/metrics.csv" >/dev/null; then
-  echo "[$(now)] drawing the figures of the runs in $results into $plots (log $results/plot.log)"
-  if ! "$BIN" plot "${plot_paths[@]}" --out "$plots" --comparisons "$ROOT/experiments/comparisons.json" \
-    >"$results/plot.log" 2>&1; then
-    plot_ok=0
-    echo "run-all: resnext plot failed: $(tail -n 1 "$results/plot.log") (log $results/plot.log)" >&2
-  else
-    echo "[$(now)] figures: $(sed -n 's|^wrote .*/||p' "$results/plot.log" | paste -sd' ')"
-  fi
-else
-  echo "[$(now)] no run has a finished epoch yet: no figures"
-fi
-
-# The report of every experiment in the results folder (its own figures in RESULTS/figures/),
-# and the verdicts of the claims it could check.
+# --- report and summary -----------------------------------------------------------------------
+# The report of the study's runs (its own figures in RESULTS/figures/), and the verdicts of the
+# claims it could check.
 report_ok=1
-if "$BIN" report "$results" --comparisons "$ROOT/experiments/comparisons.json" >"$results/report.log" 2>&1; then
+if "$BIN" report "$results" --study "$study" >"$results/report.log" 2>&1; then
   echo "[$(now)] report: $results/report.md and report.json (log $results/report.log)"
   grep -E '^(holds|does not hold|cannot tell|not enough runs|runs incomplete) ' "$results/report.log" | sed 's/^/  /' || true
 else
@@ -395,5 +359,5 @@ for exp in "${runs[@]}"; do
     *) ((rc == 1)) || rc=130 ;;
   esac
 done
-((plot_ok && report_ok)) || rc=1
+((report_ok)) || rc=1
 exit "$rc"

@@ -1,6 +1,6 @@
 //! `resnext bench`: measured images per second of the real training step, of evaluation and
 //! of the data path alone. The README's performance figures come from this command.
-use crate::batches::EpochPlan;
+use crate::batches::PassPlan;
 use crate::compute::{Compute, ComputeRequest};
 use crate::config::Experiment;
 use crate::data::{self, Cifar10, Normalizer, Split, RECORDS_PER_FILE};
@@ -57,7 +57,7 @@ pub fn run(request: &BenchRequest) -> Result<String> {
     let split = split.to_device(device);
     let experiment = Experiment { batch_size: batch, ..experiment.clone() };
     let mut learner = Learner::new(&experiment, &compute);
-    let plan = EpochPlan::new(&experiment, 0, split.len(), device);
+    let plan = PassPlan::new(&experiment, 0, split.len(), device);
     let normalizer = Normalizer::new(device);
     let mut one_step = |step: usize| match mode {
         Mode::Train => {

@@ -1,15 +1,13 @@
-//! The study's claims and their verdicts. A claim is data: an id, a sentence and a check of the
-//! runs' test accuracy (`experiments/claims.json` holds the blog's five and the demo's; a user
+//! A study's claims and their verdicts. A claim is data: an id, a sentence and a check of the
+//! runs' test accuracy (each study's `study.json` holds its claims, [`crate::study`]; a user
 //! writes their own about their own recipes with the same kinds of check). A verdict reads
 //! every run of the experiments a claim names, one number per run, and follows one rule
 //! ([`RULE`]), so the same runs always give the same verdict.
-use crate::experiments;
 use crate::metrics::EpochRow;
 use crate::results::{RunState, RunStatus};
 use crate::stats::{self, TTest};
-use anyhow::{ensure, Context, Result};
+use anyhow::{ensure, Result};
 use serde::{Deserialize, Serialize};
-use std::path::Path;
 
 /// The significance level of every test.
 pub const ALPHA: f64 = 0.05;
@@ -78,30 +76,13 @@ impl Check {
     }
 }
 
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct ClaimsFile {
-    claims: Vec<Claim>,
-}
-
-/// The claims in `file`, or (without one) in [`experiments::claims`], checked: ids unique,
-/// percentages in (0, 100], epochs at least 1, a comparison of two different experiments.
-pub fn load(file: Option<&Path>) -> Result<Vec<Claim>> {
-    let source = experiments::Source::file_or(file, experiments::claims)?;
-    parse(&source.text).with_context(|| format!("in the claims {}", source.origin))
-}
-
-/// Parses and checks a claims file's text (see [`load`]).
-pub fn parse(text: &str) -> Result<Vec<Claim>> {
-    let value: serde_json::Value = serde_json::from_str(text).context("not valid JSON")?;
-    let file: ClaimsFile = serde_path_to_error::deserialize(value).map_err(|e| {
-        let field = e.path().to_string();
-        anyhow::anyhow!("field `{field}`: {}", e.into_inner())
-    })?;
-    for (i, claim) in file.claims.iter().enumerate() {
+/// Checks a study's claims: ids unique, percentages in (0, 100], epochs at least 1, a
+/// comparison of two different experiments.
+pub fn check(claims: &[Claim]) -> Result<()> {
+    for (i, claim) in claims.iter().enumerate() {
         let id = &claim.id;
         ensure!(!id.is_empty(), "claims[{i}]: `id` is empty");
-        ensure!(file.claims[..i].iter().all(|other| &other.id != id), "claims[{i}]: the id {id:?} is used twice");
+        ensure!(claims[..i].iter().all(|other| &other.id != id), "claims[{i}]: the id {id:?} is used twice");
         match &claim.check {
             Check::EndsAbove { percent, .. } | Check::Reaches { percent, .. } => {
                 ensure!(
@@ -119,7 +100,7 @@ pub fn parse(text: &str) -> Result<Vec<Claim>> {
             ensure!(*within_epochs >= 1, "claim {id:?}: `check.within_epochs` must be at least 1");
         }
     }
-    Ok(file.claims)
+    Ok(())
 }
 
 /// A claim's verdict.
@@ -225,7 +206,7 @@ pub fn judge<'a>(check: &Check, runs_of: impl Fn(&str) -> &'a [RunState]) -> Jud
     }
     let side = |name: &str| {
         let runs = runs_of(name);
-        let values = runs.iter().map(|run| 100.0 * run_value(&run.rows, within)).collect();
+        let values = runs.iter().map(|run| 100.0 * run_value(run, within)).collect();
         Side::new(name, runs.iter().map(|run| run.label.clone()).collect(), values)
     };
     let subject = side(names[0]);
@@ -311,11 +292,12 @@ fn not_done(run: &RunState, within: Option<usize>) -> Option<String> {
 }
 
 /// A done run's number: its last epoch's test accuracy, or its best within the first `within`
-/// epochs.
-fn run_value(rows: &[EpochRow], within: Option<usize>) -> f64 {
+/// epochs (of those it was measured after).
+fn run_value(run: &RunState, within: Option<usize>) -> f64 {
+    let accuracy = |row: &EpochRow| row.test_accuracy(run.test_set());
     match within {
-        Some(epochs) => rows.iter().take(epochs).map(EpochRow::test_accuracy).fold(f64::NEG_INFINITY, f64::max),
-        None => rows.last().map_or(f64::NAN, EpochRow::test_accuracy),
+        Some(epochs) => run.rows.iter().take(epochs).filter_map(accuracy).fold(f64::NEG_INFINITY, f64::max),
+        None => run.rows.last().and_then(accuracy).unwrap_or(f64::NAN),
     }
 }
 
@@ -471,27 +453,24 @@ mod tests {
     fn a_run_with_a_test_set_of_its_own_is_judged_by_its_test_column() {
         let mut a = finished("a", &[0.9, 0.9]);
         for (run, test) in a.iter_mut().zip([0.40, 0.41]) {
+            run.experiment.as_mut().unwrap().validation = 1000;
             run.rows.last_mut().unwrap().test_accuracy = Some(test);
         }
         let judged = compare("ends_below", &a, &finished("b", &[0.50, 0.51]));
         assert_eq!(judged.verdict, Verdict::Holds, "{}", judged.reason);
     }
 
-    #[test]
-    fn the_shipped_claims_are_the_blogs_five_and_the_demos() {
-        let text = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/experiments/claims.json")).unwrap();
-        let ids: Vec<String> = parse(&text).unwrap().into_iter().map(|c| c.id).collect();
-        assert_eq!(
-            ids,
-            [
-                "my_resnext_above_95",
-                "resnext_same_as_my_resnext",
-                "plateau_below_step",
-                "tuned_plateau_below_step",
-                "rotation_below_tuned_plateau",
-                "demo_fast_beats_demo"
-            ]
-        );
+    /// A claims list as `study.json` holds it, read (naming the field at fault) and checked.
+    fn parse(text: &str) -> Result<Vec<Claim>> {
+        #[derive(Deserialize)]
+        #[serde(deny_unknown_fields)]
+        struct Claims {
+            claims: Vec<Claim>,
+        }
+        let claims: Claims = serde_path_to_error::deserialize(&mut serde_json::Deserializer::from_str(text))
+            .map_err(|e| anyhow::anyhow!("field `{}`: {}", e.path(), e.inner()))?;
+        check(&claims.claims)?;
+        Ok(claims.claims)
     }
 
     #[test]

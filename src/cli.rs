@@ -14,7 +14,7 @@ use resnext::plot::XAxis;
 use resnext::report::ReportRequest;
 use resnext::run_dir::{CheckpointName, DataLimits};
 use resnext::torch_ext::MemoryFormat;
-use resnext::train::{Start, TrainRequest};
+use resnext::train::{Seed, Start, TrainRequest};
 use std::path::PathBuf;
 use tch::Device;
 
@@ -44,6 +44,14 @@ pub enum Command {
     Eval(EvalArgs),
     /// Draw the blog's figures (accuracy, loss, lr per epoch) as PNGs.
     Plot(PlotArgs),
+    /// List the studies, or show one: its experiments (with their seeds), claims and figures.
+    ///
+    /// A study is a folder of experiments/: one JSON config per experiment and study.json (a
+    /// description, the claims `resnext report` judges, the comparisons it draws). The shipped
+    /// ones (blog, blog-small, demo, fast) are built into resnext; a folder of the working
+    /// folder's experiments/ with a study.json is a study too, and takes precedence over a
+    /// built-in one of the same name. Copy a folder and edit its JSON to make your own.
+    Study(StudyArgs),
     /// Check the blog's claims (and yours) on a results folder: report.md, report.json and figures.
     ///
     /// Reads every experiment of the results folder, in either layout that scripts/run-all.sh
@@ -53,7 +61,7 @@ pub enum Command {
     /// summary. Per experiment: runs and seeds, epochs done of planned, final test accuracy
     /// (mean ± std and min-max over the finished runs), at the best checkpoint, mean of the last
     /// 10 epochs, epochs to reach 90/93/95%, time, images/s, hardware and precision. Per claim
-    /// (experiments/claims.json, or --claims): holds, does not hold, cannot tell (within
+    /// (the study's study.json): holds, does not hold, cannot tell (within
     /// run-to-run spread), not enough runs, or runs incomplete, with the numbers: Welch's
     /// t-test at 5% (one-sample against a threshold) with at least two runs on each side; runs
     /// still training, stopped, failed or missing are reported as such, never judged. The
@@ -124,10 +132,9 @@ pub struct PackArgs {
 /// An experiment config and edits to it.
 #[derive(Args, Debug, Clone)]
 pub struct ExperimentArgs {
-    /// An experiment name (experiments/<name>.json in the working folder when that file
-    /// exists, else the config of that name built into resnext: demo, demo_fast, fast,
-    /// my_resnext, my_resnext_lr, my_resnext_lr_r, my_resnext_lr_v2, resnext) or a path to a
-    /// JSON config.
+    /// An experiment: a name (in whichever study has it: `resnext study` lists them, e.g. demo or
+    /// my_resnext_small), STUDY/NAME (the experiment NAME of the study STUDY), or a path to a
+    /// JSON config (ending in .json).
     pub experiment: String,
     /// Override any config field, e.g. --set lr_schedule.patience=2 (repeatable; a training
     /// run records the result in its config.json).
@@ -246,8 +253,12 @@ pub struct TrainArgs {
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
     pub sync_every: Option<u64>,
     /// Seed for weights, shuffles and augmentation (overrides the config's `seed`).
-    #[arg(long)]
+    #[arg(long, conflicts_with = "repeat")]
     pub seed: Option<u64>,
+    /// Train run K (from 0) of the experiment: with the config's seed + 1000 K, the rule that
+    /// gives every run of a study a seed of its own (scripts/run-all.sh --seeds uses it).
+    #[arg(long, value_name = "K", value_parser = clap::value_parser!(u64).range(0..1000))]
+    pub repeat: Option<u64>,
     /// Continue the run in the run folder after its last checkpoint (starts it if there is none).
     #[arg(long, conflicts_with = "force")]
     pub resume: bool,
@@ -268,7 +279,11 @@ impl TrainArgs {
             compute: self.compute.request(),
             eval_batch: self.eval_batch.get(),
             sync_every: self.sync_every.map(|n| n as usize),
-            seed: self.seed,
+            seed: match (self.seed, self.repeat) {
+                (Some(seed), _) => Seed::Exactly(seed),
+                (None, Some(k)) => Seed::Repeat(k),
+                (None, None) => Seed::FromConfig,
+            },
             start: match (self.resume, self.force) {
                 (true, _) => Start::Resume,
                 (false, true) => Start::Force,
@@ -314,29 +329,37 @@ impl EvalArgs {
 
 #[derive(Args, Debug, Clone)]
 pub struct PlotArgs {
-    /// A results folder (a figure for each comparison in --comparisons whose runs exist, and
-    /// one of the runs no comparison names) or run folders (drawn together). An experiment
-    /// folder holding one run per seed (seed-<k>/) is drawn as the mean of its runs with a band
-    /// from the lowest to the highest.
+    /// A results folder (a figure for each comparison of its study whose runs exist, and one of
+    /// the runs no comparison names) or run folders (drawn together). An experiment folder
+    /// holding one run per seed (seed-<k>/) is drawn as the mean of its runs with a band from
+    /// the lowest to the highest.
     #[arg(required = true)]
     pub paths: Vec<PathBuf>,
     /// Folder for the PNGs.
     #[arg(long, default_value = "plots")]
     pub out: PathBuf,
-    /// Which runs are drawn together [default: experiments/comparisons.json in the working
-    /// folder when it exists, else the comparisons built into resnext].
-    #[arg(long, value_name = "FILE")]
-    pub comparisons: Option<PathBuf>,
+    #[command(flatten)]
+    pub study: StudyArg,
     /// The x axis: epochs, or minutes of training (cumulative epoch_seconds, for recipes of
     /// different cost); time figures get a `_time` suffix.
     #[arg(long, default_value = "epoch", value_parser = choice::<XAxis>())]
     pub x: XAxis,
 }
 
+/// The study a results folder is judged and drawn by.
+#[derive(Args, Debug, Clone)]
+pub struct StudyArg {
+    /// The study whose comparisons are drawn (and, for `report`, whose claims are judged): a
+    /// name (`resnext study` lists them) or a study's folder [default: the one study that has
+    /// every experiment found, if exactly one does].
+    #[arg(long, value_name = "STUDY")]
+    pub study: Option<String>,
+}
+
 #[derive(Args, Debug, Clone)]
 pub struct ReportArgs {
-    /// A results folder (e.g. results, or run-all's --results): all its experiments. Or
-    /// experiment folders (a run folder, or one holding seed-<k> run folders), reported and
+    /// A results folder (e.g. results/blog-small, or run-all's --results): all its experiments.
+    /// Or experiment folders (a run folder, or one holding seed-<k> run folders), reported and
     /// drawn together (then --out is needed); several results folders are reported together too.
     #[arg(required = true, value_name = "RESULTS")]
     pub paths: Vec<PathBuf>,
@@ -344,24 +367,23 @@ pub struct ReportArgs {
     /// into figures/ beside it [default: <results>/report.md for one results folder].
     #[arg(long, value_name = "FILE")]
     pub out: Option<PathBuf>,
-    /// The claims to check [default: experiments/claims.json in the working folder when it
-    /// exists, else the claims built into resnext: the blog's five and demo_fast beats demo].
-    #[arg(long, value_name = "FILE")]
-    pub claims: Option<PathBuf>,
-    /// Which experiments the figures draw together [default: as `plot`'s --comparisons].
-    #[arg(long, value_name = "FILE")]
-    pub comparisons: Option<PathBuf>,
+    #[command(flatten)]
+    pub study: StudyArg,
 }
 
 impl ReportArgs {
     pub fn request(&self) -> ReportRequest {
-        ReportRequest {
-            paths: self.paths.clone(),
-            out: self.out.clone(),
-            claims: self.claims.clone(),
-            comparisons: self.comparisons.clone(),
-        }
+        ReportRequest { paths: self.paths.clone(), out: self.out.clone(), study: self.study.study.clone() }
     }
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct StudyArgs {
+    /// The study to show (a name or a study's folder) [default: list every study].
+    pub study: Option<String>,
+    /// Print only the names of its experiments, one per line (for scripts).
+    #[arg(long, requires = "study")]
+    pub names: bool,
 }
 
 #[derive(Args, Debug, Clone)]

@@ -1,5 +1,5 @@
-//! Experiment configs: one JSON object per run (the shipped ones are in `experiments/`, found by
-//! name through [`crate::experiments`]).
+//! Experiment configs: one JSON object per run (the shipped ones are in the studies of
+//! `experiments/`, found by name through [`crate::experiments`]).
 //!
 //! Every field of the blog's recipe is spelled out in the file, so a run folder's saved
 //! `config.json` says exactly what was trained. Unknown fields are rejected (a typo must not
@@ -21,12 +21,24 @@ pub struct Experiment {
     pub model: ModelConfig,
     pub epochs: usize,
     pub batch_size: usize,
+    /// Steps of an epoch, Keras's `steps_per_epoch`. null, the blog's: one pass over the
+    /// training images, ceil(images / batch_size). The batches run on across epochs: each pass
+    /// over the training images is a fresh shuffle with fresh augmentation draws, and an epoch
+    /// ends after this many steps, in the middle of a pass if need be. Every rule keeps its
+    /// units: the step schedule and ReduceLROnPlateau count epochs, the per-step rules steps.
+    #[serde(default)]
+    pub steps_per_epoch: Option<usize>,
     /// Training images held out as the validation data, the last N of the 50,000 before any
     /// shuffling (Keras's `validation_split`): `val_*`, ReduceLROnPlateau and the best
     /// checkpoint follow them, and the test set gets columns of its own that nothing in training
     /// reads. 0, the blog's: the test set is the validation data.
     #[serde(default)]
     pub validation: usize,
+    /// With a validation split, the test set is measured after every this many epochs and
+    /// after the last one (1: every epoch); the CSV's test columns are empty in between.
+    /// Without one, the test set is the validation data, measured every epoch.
+    #[serde(default = "every_epoch")]
+    pub test_every: usize,
     /// fp32 is Keras's precision (the blog's runs); bf16 trains under autocast.
     #[serde(default)]
     pub precision: Precision,
@@ -53,6 +65,10 @@ pub struct Experiment {
     pub tensorboard_steps: usize,
     /// Seeds the weights, the per-epoch shuffles and the augmentation draws.
     pub seed: u64,
+}
+
+fn every_epoch() -> usize {
+    1
 }
 
 /// Linear warmup: the lr starts at `start_factor` times the rule's and reaches it after
@@ -217,6 +233,11 @@ impl Experiment {
         ensure!(self.epochs > 0, "field `epochs` must be at least 1, got {}", self.epochs);
         ensure!(self.batch_size > 0, "field `batch_size` must be at least 1, got {}", self.batch_size);
         ensure!(
+            self.steps_per_epoch != Some(0),
+            "field `steps_per_epoch` must be at least 1 (or null: one pass over the training images), got 0"
+        );
+        ensure!(self.test_every > 0, "field `test_every` must be at least 1 (1: every epoch), got 0");
+        ensure!(
             self.validation < TRAIN_IMAGES,
             "field `validation` holds out training images and must be below CIFAR-10's {TRAIN_IMAGES}, got {}",
             self.validation
@@ -309,6 +330,25 @@ impl Experiment {
         Ok(())
     }
 
+    /// The training images of a run with this config and `--train-limit` `train_limit`:
+    /// CIFAR-10's 50,000 less the held-out ones, then the first `train_limit` of those.
+    pub fn training_images(&self, train_limit: Option<usize>) -> usize {
+        let available = TRAIN_IMAGES - self.validation.min(TRAIN_IMAGES);
+        train_limit.unwrap_or(available).min(available)
+    }
+
+    /// Steps of every epoch of a run that trains on `images` images: the config's
+    /// `steps_per_epoch`, else one pass over them.
+    pub fn steps_per_epoch(&self, images: usize) -> usize {
+        self.steps_per_epoch.unwrap_or(images.div_ceil(self.batch_size))
+    }
+
+    /// Whether the test set, when it is not the validation data, is measured after epoch
+    /// `epoch` (0-based): every `test_every` epochs and after the last.
+    pub fn tests_after(&self, epoch: usize) -> bool {
+        (epoch + 1).is_multiple_of(self.test_every) || epoch + 1 == self.epochs
+    }
+
     pub fn to_pretty_json(&self) -> String {
         serde_json::to_string_pretty(self).expect("an Experiment always serialises")
     }
@@ -339,7 +379,8 @@ mod tests {
     use super::*;
 
     fn shipped(name: &str) -> Experiment {
-        let text = std::fs::read_to_string(format!("{}/experiments/{name}.json", env!("CARGO_MANIFEST_DIR"))).unwrap();
+        let text =
+            std::fs::read_to_string(format!("{}/experiments/blog/{name}.json", env!("CARGO_MANIFEST_DIR"))).unwrap();
         Experiment::from_json(&text, &[]).unwrap()
     }
 
@@ -377,12 +418,14 @@ mod tests {
 
     #[test]
     fn unknown_fields_are_rejected_by_name() {
-        let text = std::fs::read_to_string(format!("{}/experiments/demo.json", env!("CARGO_MANIFEST_DIR"))).unwrap();
+        let text =
+            std::fs::read_to_string(format!("{}/experiments/demo/demo.json", env!("CARGO_MANIFEST_DIR"))).unwrap();
         let bad = text.replacen("\"epochs\"", "\"epoch_count\": 3, \"epochs\"", 1);
         let err = format!("{:#}", Experiment::from_json(&bad, &[]).unwrap_err());
         assert!(err.contains("epoch_count"), "{err}");
         let plateau =
-            std::fs::read_to_string(format!("{}/experiments/my_resnext_lr.json", env!("CARGO_MANIFEST_DIR"))).unwrap();
+            std::fs::read_to_string(format!("{}/experiments/blog/my_resnext_lr.json", env!("CARGO_MANIFEST_DIR")))
+                .unwrap();
         let bad_rule = plateau.replacen("\"patience\"", "\"patienc\": 1, \"patience\"", 1);
         assert_ne!(bad_rule, plateau);
         let err = format!("{:#}", Experiment::from_json(&bad_rule, &[]).unwrap_err());
@@ -391,8 +434,9 @@ mod tests {
 
     #[test]
     fn overrides_edit_existing_fields_and_reject_new_ones() {
-        let text = std::fs::read_to_string(format!("{}/experiments/my_resnext_lr_v2.json", env!("CARGO_MANIFEST_DIR")))
-            .unwrap();
+        let text =
+            std::fs::read_to_string(format!("{}/experiments/blog/my_resnext_lr_v2.json", env!("CARGO_MANIFEST_DIR")))
+                .unwrap();
         let e = Experiment::from_json(&text, &["lr_schedule.patience=2".into(), "epochs=7".into()]).unwrap();
         assert_eq!(e.epochs, 7);
         assert!(matches!(e.lr_schedule, LrSchedule::ReduceOnPlateau { patience: 2, .. }));

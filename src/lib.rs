@@ -40,9 +40,10 @@ pub mod run_dir;
 pub mod run_lock;
 pub mod trained_run;
 
-// The study's verdict: claims and the statistics they are judged with.
+// Studies, and their verdict: claims and the statistics they are judged with.
 pub mod claims;
 pub mod stats;
+pub mod study;
 
 // The other commands.
 pub mod bench;

@@ -5,6 +5,7 @@ mod cli;
 use anyhow::Result;
 use clap::Parser;
 use cli::{Cli, Command, DataCommand};
+use resnext::study::{self, Study};
 use resnext::{data, download, eval, export, host, info, pack, plot, predict, report, summary, tensorboard, train};
 
 fn main() {
@@ -51,10 +52,19 @@ fn dispatch(command: Command) -> Result<i32> {
         }
         Command::Eval(args) => println!("{}", eval::run(&args.request())?.to_text()),
         Command::Plot(args) => {
-            for path in plot::plot(&args.paths, args.comparisons.as_deref(), &args.out, args.x)? {
+            for path in plot::plot(&args.paths, args.study.study.as_deref(), &args.out, args.x)? {
                 println!("wrote {}", path.display());
             }
         }
+        Command::Study(args) => match &args.study {
+            None => print!("{}", study::list()?),
+            Some(reference) if args.names => {
+                for name in Study::find(reference)?.experiment_names() {
+                    println!("{name}");
+                }
+            }
+            Some(reference) => print!("{}", Study::find(reference)?.describe()),
+        },
         Command::Report(args) => println!("{}", report::summary(&report::run(&args.request())?)),
         Command::Export(args) => {
             let (model, meta) = export::export(&args.run, args.out.as_deref(), args.checkpoint.checkpoint)?;

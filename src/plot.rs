@@ -4,16 +4,14 @@
 //! from the lowest to the highest; the test panels read the test columns when a run has them.
 use crate::atomic_file;
 use crate::config::{Experiment, LrSchedule};
-use crate::data::TRAIN_IMAGES;
-use crate::experiments;
-use crate::metrics::{self, EpochRow};
+use crate::metrics::{self, EpochRow, TestSet};
 use crate::results::{self, ExperimentDirs};
 use crate::run_dir::RunDir;
 use crate::schedule::{Clock, LrRule};
+use crate::study::{Comparison, Study};
 use anyhow::{anyhow, ensure, Context, Result};
 use plotters::coord::Shift;
 use plotters::prelude::*;
-use serde::Deserialize;
 use std::path::{Path, PathBuf};
 
 const FONT: &str = "sans-serif";
@@ -24,29 +22,6 @@ fn register_font() {
     ONCE.call_once(|| {
         let _ = plotters::style::register_font(FONT, FontStyle::Normal, include_bytes!("../assets/DejaVuSans.ttf"));
     });
-}
-
-/// A named set of runs drawn together (experiments/comparisons.json).
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct Comparison {
-    pub name: String,
-    pub title: String,
-    pub runs: Vec<String>,
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct ComparisonsFile {
-    comparisons: Vec<Comparison>,
-}
-
-/// The comparisons in `file`, or (without one) in [`experiments::comparisons`].
-pub fn load_comparisons(file: Option<&Path>) -> Result<Vec<Comparison>> {
-    let source = experiments::Source::file_or(file, experiments::comparisons)?;
-    Ok(serde_json::from_str::<ComparisonsFile>(&source.text)
-        .with_context(|| format!("{} is malformed", source.origin))?
-        .comparisons)
 }
 
 /// What the figures' x axis counts.
@@ -72,11 +47,9 @@ pub fn read_run(dir: &Path) -> Result<RunCurves> {
     let rows = metrics::read(&run.metrics())?;
     let name = dir.file_name().map(|n| n.to_string_lossy().to_string()).unwrap_or_else(|| dir.display().to_string());
     let experiment = run.load_experiment()?;
-    // The images it trained on: CIFAR-10's 50,000 less those held out, then the limit (none
-    // when `run.json` is missing: copied CSVs).
-    let available = TRAIN_IMAGES - experiment.validation.min(TRAIN_IMAGES);
-    let images = run.load_limits().ok().and_then(|s| s.train_limit).unwrap_or(available).min(available);
-    let steps_per_epoch = images.div_ceil(experiment.batch_size);
+    // `run.json` is missing for copied CSVs: no limit then.
+    let train_limit = run.load_limits().ok().and_then(|limits| limits.train_limit);
+    let steps_per_epoch = experiment.steps_per_epoch(experiment.training_images(train_limit));
     Ok(RunCurves { name, rows, experiment, steps_per_epoch })
 }
 
@@ -143,9 +116,10 @@ impl RunCurves {
         }
     }
 
-    /// `value` after each epoch.
-    fn after_each_epoch(&self, axis: XAxis, value: fn(&EpochRow) -> f64) -> Vec<(f64, f64)> {
-        self.rows.iter().map(|r| (self.x(axis, r.epoch, 1.0), value(r))).collect()
+    /// `value` after each epoch it was measured.
+    fn after_each_epoch(&self, axis: XAxis, value: fn(&EpochRow, TestSet) -> Option<f64>) -> Vec<(f64, f64)> {
+        let set = TestSet::of(self.experiment.validation);
+        self.rows.iter().filter_map(|r| Some((self.x(axis, r.epoch, 1.0), value(r, set)?))).collect()
     }
 
     /// Whether the run's lr moves by itself (warmups, per-step and plateau rules): comparisons
@@ -206,10 +180,11 @@ fn suffix(axis: XAxis) -> &'static str {
 }
 
 /// `resnext plot`: a results root (holding experiment folders, in either layout of
-/// [`crate::results`]) is drawn per comparison, plus one figure of the experiments found in no
-/// comparison; run folders and experiment folders given directly are drawn together. Returns the
-/// PNGs written. `comparisons_file` names the comparisons (see [`load_comparisons`]).
-pub fn plot(paths: &[PathBuf], comparisons_file: Option<&Path>, out: &Path, axis: XAxis) -> Result<Vec<PathBuf>> {
+/// [`crate::results`]) is drawn per comparison of `study` (by default the one study that has
+/// every experiment there, if one does: [`Study::holding`]), plus one figure of the experiments
+/// found in no comparison; run folders and experiment folders given directly are drawn
+/// together. Returns the PNGs written.
+pub fn plot(paths: &[PathBuf], study: Option<&str>, out: &Path, axis: XAxis) -> Result<Vec<PathBuf>> {
     std::fs::create_dir_all(out).with_context(|| format!("cannot create {}", out.display()))?;
     let mut written = Vec::new();
     let (direct, roots): (Vec<&PathBuf>, Vec<&PathBuf>) =
@@ -220,7 +195,15 @@ pub fn plot(paths: &[PathBuf], comparisons_file: Option<&Path>, out: &Path, axis
     }
     for root in roots {
         ensure!(root.is_dir(), "{} is neither a run folder (with metrics.csv) nor a results folder", root.display());
-        let drawn = plot_results(root, comparisons_file, out, axis)?;
+        let study = match study {
+            Some(reference) => Some(Study::find(reference)?),
+            None => {
+                let names: Vec<String> = results::experiments(root)?.into_iter().map(|e| e.name).collect();
+                Study::holding(&names)?
+            }
+        };
+        let comparisons = study.as_ref().map_or(&[][..], |study| study.comparisons.as_slice());
+        let drawn = plot_results(root, comparisons, out, axis)?;
         for note in drawn.notes {
             println!("note: {note}");
         }
@@ -265,7 +248,7 @@ pub struct Drawn {
 /// The figures of a results folder: one per comparison with an experiment there (with a note
 /// for those without, or with some missing), and one of the experiments no comparison names. An
 /// error when no experiment there has finished an epoch.
-pub fn plot_results(root: &Path, comparisons_file: Option<&Path>, out: &Path, axis: XAxis) -> Result<Drawn> {
+pub fn plot_results(root: &Path, comparisons: &[Comparison], out: &Path, axis: XAxis) -> Result<Drawn> {
     std::fs::create_dir_all(out).with_context(|| format!("cannot create {}", out.display()))?;
     let mut found: Vec<ExperimentCurves> = Vec::new();
     for dirs in results::experiments(root)? {
@@ -276,7 +259,6 @@ pub fn plot_results(root: &Path, comparisons_file: Option<&Path>, out: &Path, ax
         "{} holds no run: no folder in it has a metrics.csv (train one, or pass run folders directly)",
         root.display()
     );
-    let comparisons = load_comparisons(comparisons_file)?;
     let mut figures = Vec::new();
     let mut draw = |name: String, title: String, drawn: Vec<&ExperimentCurves>| -> Result<()> {
         let experiments = drawn.iter().map(|e| e.name.clone()).collect();
@@ -286,7 +268,7 @@ pub fn plot_results(root: &Path, comparisons_file: Option<&Path>, out: &Path, ax
     };
     let named = |name: &String| found.iter().find(|e| &e.name == name);
     let mut notes = Vec::new();
-    for comparison in &comparisons {
+    for comparison in comparisons {
         let (present, missing): (Vec<&String>, Vec<&String>) = comparison.runs.iter().partition(|r| named(r).is_some());
         if present.is_empty() {
             notes.push(format!("{}: none of its runs is in {}, no figure", comparison.name, root.display()));
@@ -315,8 +297,8 @@ pub fn plot_results(root: &Path, comparisons_file: Option<&Path>, out: &Path, ax
 
 const EPOCH_LABEL: &str = "epoch";
 
-/// One panel of a figure: caption, y-axis label, and the value drawn.
-type Panel = (&'static str, &'static str, fn(&EpochRow) -> f64);
+/// One panel of a figure: caption, y-axis label, and the value drawn (where measured).
+type Panel = (&'static str, &'static str, fn(&EpochRow, TestSet) -> Option<f64>);
 
 /// One line of a chart, and for an experiment of several runs the band around it.
 struct Series {
@@ -346,8 +328,8 @@ pub fn draw_comparison(
         let root = root.titled(title, (FONT, 34)).map_err(draw_error)?;
         let panels = root.split_evenly((2, 2));
         let panels_series: [Panel; 4] = [
-            ("Training accuracy", "accuracy", |r| r.accuracy),
-            ("Training loss (incl. L2)", "loss", |r| r.loss),
+            ("Training accuracy", "accuracy", |r, _| Some(r.accuracy)),
+            ("Training loss (incl. L2)", "loss", |r, _| Some(r.loss)),
             ("Test accuracy", "test accuracy", EpochRow::test_accuracy),
             ("Test loss (incl. L2)", "test loss", EpochRow::test_loss),
         ];
@@ -667,6 +649,7 @@ mod tests {
         assert!(series.name.contains("mean of 2 runs"), "{}", series.name);
         // A run with a test set of its own is drawn by its test column.
         let mut held_out = run(&[0.2]);
+        held_out.experiment.validation = 1000;
         held_out.rows[0].test_accuracy = Some(0.7);
         let series = single(held_out).series(|r| r.after_each_epoch(XAxis::Epoch, EpochRow::test_accuracy));
         assert_eq!((series.points, series.band), (vec![(1.0, 0.7)], None));

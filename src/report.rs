@@ -13,6 +13,7 @@ use crate::metrics::EpochRow;
 use crate::plot::{self, XAxis};
 use crate::results::{self, ExperimentDirs, RunState, RunStatus};
 use crate::stats;
+use crate::study::{self, Study};
 use anyhow::{bail, ensure, Context, Result};
 use serde::Serialize;
 use std::collections::BTreeMap;
@@ -28,10 +29,9 @@ pub struct ReportRequest {
     /// The Markdown report [default: <results>/report.md for one results folder]; the JSON goes
     /// beside it, the figures into `figures/` beside it.
     pub out: Option<PathBuf>,
-    /// The claims [default: [`crate::experiments::claims`]].
-    pub claims: Option<PathBuf>,
-    /// The comparisons the figures draw [default: [`crate::experiments::comparisons`]].
-    pub comparisons: Option<PathBuf>,
+    /// The study whose claims are judged and whose comparisons are drawn: a name or a study's
+    /// folder [default: the one study that has every experiment found, if one does].
+    pub study: Option<String>,
 }
 
 /// The test accuracies (percent) at which the report counts the epochs a run took.
@@ -46,11 +46,24 @@ const FIGURES: &str = "figures";
 pub struct Report {
     /// The folders reported on, as given.
     pub results: Vec<String>,
+    /// The study judged: its name and where it was read from (none: no claims, every run in
+    /// one figure).
+    pub study: Option<StudyReport>,
     /// When the report was written (UTC).
     pub written: String,
     pub rule: String,
+    /// How the runs' seeds were assigned.
+    pub seeds: String,
     pub experiments: Vec<ExperimentReport>,
     pub claims: Vec<ClaimReport>,
+}
+
+/// The study a report judges.
+#[derive(Debug, Clone, Serialize)]
+pub struct StudyReport {
+    pub name: String,
+    pub origin: String,
+    pub description: String,
 }
 
 /// One experiment: its runs, their numbers, and the figures it is drawn in.
@@ -132,7 +145,8 @@ pub struct RunReport {
 #[derive(Debug, Clone, Copy, Serialize)]
 pub struct BestCheckpoint {
     pub epoch: usize,
-    pub test_accuracy: f64,
+    /// `None` when the test set was not measured after that epoch (config `test_every`).
+    pub test_accuracy: Option<f64>,
 }
 
 /// A claim, its verdict and the numbers behind it.
@@ -196,8 +210,15 @@ fn find_experiments(paths: &[PathBuf]) -> Result<(Vec<ExperimentDirs>, Vec<&Path
 
 /// Reads the experiments, judges the claims, draws the figures, writes both files.
 pub fn run(request: &ReportRequest) -> Result<Written> {
-    let claims = claims::load(request.claims.as_deref())?;
     let (found, roots) = find_experiments(&request.paths)?;
+    let study = match &request.study {
+        Some(reference) => Some(Study::find(reference)?),
+        None => Study::holding(&found.iter().map(|e| e.name.clone()).collect::<Vec<_>>())?,
+    };
+    let (claims, comparisons) = match &study {
+        Some(study) => (study.claims.as_slice(), study.comparisons.as_slice()),
+        None => (&[][..], &[][..]),
+    };
     let markdown = match (&request.out, &request.paths[..]) {
         (Some(out), _) => out.clone(),
         (None, [root]) if roots.len() == 1 => root.join("report.md"),
@@ -222,8 +243,7 @@ pub fn run(request: &ReportRequest) -> Result<Written> {
     let mut figures = Vec::new();
     for root in &roots {
         if results::experiments(root)?.iter().any(|e| has_epochs(&e.name)) {
-            figures
-                .extend(plot::plot_results(root, request.comparisons.as_deref(), &figures_dir, XAxis::Epoch)?.figures);
+            figures.extend(plot::plot_results(root, comparisons, &figures_dir, XAxis::Epoch)?.figures);
         }
     }
     let direct: Vec<ExperimentDirs> = found
@@ -237,8 +257,14 @@ pub fn run(request: &ReportRequest) -> Result<Written> {
     let relative = |file: &Path| format!("{FIGURES}/{}", file.file_name().unwrap_or_default().to_string_lossy());
     let report = Report {
         results: request.paths.iter().map(|p| p.display().to_string()).collect(),
+        study: study.as_ref().map(|study| StudyReport {
+            name: study.name.clone(),
+            origin: study.origin.clone(),
+            description: study.description.clone(),
+        }),
         written: utc_now(),
         rule: claims::RULE.to_string(),
+        seeds: study::SEED_RULE.to_string(),
         experiments: experiments
             .iter()
             .map(|(name, runs)| {
@@ -286,7 +312,7 @@ fn experiment_report(name: &str, runs: &[RunState], figures: Vec<String>) -> Exp
         name: name.to_string(),
         finished_runs: finished.len(),
         final_test_accuracy: spread(|r| r.final_test_accuracy),
-        best_checkpoint_test_accuracy: spread(|r| r.best_checkpoint.map(|b| b.test_accuracy)),
+        best_checkpoint_test_accuracy: spread(|r| r.best_checkpoint.and_then(|b| b.test_accuracy)),
         last_epochs_test_accuracy: spread(|r| r.last_epochs_test_accuracy),
         runs,
         figures,
@@ -295,17 +321,17 @@ fn experiment_report(name: &str, runs: &[RunState], figures: Vec<String>) -> Exp
 
 fn run_report(run: &RunState) -> RunReport {
     let rows = &run.rows;
-    let percent = |row: &EpochRow| 100.0 * row.test_accuracy();
+    let percent = |row: &EpochRow| row.test_accuracy(run.test_set()).map(|accuracy| 100.0 * accuracy);
     // The best checkpoint is the first epoch with the highest val_accuracy (train::record keeps
     // a later epoch only when it is strictly better).
     let best = rows.iter().fold(None::<&EpochRow>, |best, row| match best {
         Some(b) if b.val_accuracy >= row.val_accuracy => Some(b),
         _ => Some(row),
     });
-    let last: Vec<f64> = rows.iter().rev().take(LAST_EPOCHS).map(percent).collect();
+    let last: Vec<f64> = rows.iter().rev().take(LAST_EPOCHS).filter_map(percent).collect();
     let epochs_to_reach = MILESTONES
         .iter()
-        .map(|&m| (format!("{m:.0}"), rows.iter().position(|row| percent(row) >= m).map(|i| i + 1)))
+        .map(|&m| (format!("{m:.0}"), rows.iter().position(|row| percent(row) >= Some(m)).map(|i| i + 1)))
         .collect();
     let detail = match &run.status {
         RunStatus::Training { by } => Some(by.clone()),
@@ -324,7 +350,7 @@ fn run_report(run: &RunState) -> RunReport {
         validation: run.experiment.as_ref().map(|e| e.validation),
         precision: run.experiment.as_ref().map(|e| e.precision.name()),
         hardware: run.dir.load_hardware(),
-        final_test_accuracy: rows.last().map(percent),
+        final_test_accuracy: rows.last().and_then(percent),
         best_checkpoint: best.map(|b| BestCheckpoint { epoch: b.epoch + 1, test_accuracy: percent(b) }),
         last_epochs_test_accuracy: (!last.is_empty()).then(|| stats::mean(&last)),
         epochs_to_reach,
@@ -388,6 +414,14 @@ fn to_markdown(report: &Report, figures: &[(String, String)]) -> String {
         report.written
     );
 
+    match &report.study {
+        Some(study) => {
+            let _ = writeln!(w, "**Study `{}`** ({}): {}\n", study.name, study.origin, cell(&study.description));
+        }
+        None => {
+            let _ = writeln!(w, "No study has every experiment here: no claims are judged (`--study` names one).\n");
+        }
+    }
     let _ = writeln!(w, "## Claims\n");
     let (checked, unchecked): (Vec<&ClaimReport>, Vec<&ClaimReport>) =
         report.claims.iter().partition(|c| c.checked_here);
@@ -412,6 +446,7 @@ fn to_markdown(report: &Report, figures: &[(String, String)]) -> String {
         let _ = writeln!(w, "Not checked here, no experiment they name has a run: {}.\n", ids.join(", "));
     }
     let _ = writeln!(w, "**The verdict rule.** {}\n", report.rule);
+    let _ = writeln!(w, "**Seeds.** {}\n", report.seeds);
 
     let _ = writeln!(w, "## Experiments\n");
     let _ = writeln!(
@@ -482,7 +517,10 @@ fn experiment_section(w: &mut String, e: &ExperimentReport) {
             r.epochs_done,
             r.epochs_planned.map_or("?".into(), |p| p.to_string()),
             or_dash(r.final_test_accuracy.map(|a| format!("{a:.2}%"))),
-            or_dash(r.best_checkpoint.map(|b| format!("{:.2}% ({})", b.test_accuracy, b.epoch))),
+            or_dash(r.best_checkpoint.map(|b| match b.test_accuracy {
+                Some(accuracy) => format!("{accuracy:.2}% ({})", b.epoch),
+                None => format!("test not measured ({})", b.epoch),
+            })),
             or_dash(r.last_epochs_test_accuracy.map(|a| format!("{a:.2}%"))),
             reach.join(" / "),
             duration(r.seconds),

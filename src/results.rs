@@ -5,7 +5,7 @@
 //! comparisons and claims name it. Also what a run is now: finished, still training, stopped,
 //! or failed.
 use crate::config::Experiment;
-use crate::metrics::{self, EpochRow};
+use crate::metrics::{self, EpochRow, TestSet};
 use crate::run_dir::RunDir;
 use anyhow::{Context, Result};
 use std::path::{Path, PathBuf};
@@ -135,6 +135,12 @@ impl RunState {
             },
         };
         Ok(RunState { label: run.label.clone(), dir: dir.clone(), experiment: experiment.ok(), rows, status })
+    }
+
+    /// Where its test scores are (the test set is the validation data when the config is not
+    /// readable: a failed run, never judged).
+    pub fn test_set(&self) -> TestSet {
+        TestSet::of(self.experiment.as_ref().map_or(0, |e| e.validation))
     }
 
     /// Epochs planned (the config's `epochs`), when the config is readable.

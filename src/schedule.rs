@@ -78,6 +78,23 @@ impl LrRule {
         self.warmup.as_ref().map_or(0, |w| ((w.epochs * steps_per_epoch as f64).round() as usize).max(1))
     }
 
+    /// Whether the rule can run over `epochs` epochs of `steps_per_epoch` steps: a one-cycle
+    /// rule needs a step to rise over and one to fall over (PyTorch's `OneCycleLR` divides by
+    /// zero otherwise).
+    pub fn check_length(&self, steps_per_epoch: usize, epochs: usize) -> anyhow::Result<()> {
+        if let LrSchedule::OneCycle { pct_start, .. } = &self.schedule {
+            let total = (epochs * steps_per_epoch).saturating_sub(self.warmup_steps(steps_per_epoch)) as f64;
+            let up_end = pct_start * total - 1.0;
+            anyhow::ensure!(
+                up_end > 0.0 && total - 1.0 - up_end > 0.0,
+                "field `lr_schedule.pct_start`: {pct_start} of this run's {total} steps of one-cycle ({epochs} epoch(s) of \
+                 {steps_per_epoch} step(s), after any warmup) leaves no step to rise or to fall over: it needs \
+                 1 < pct_start x steps < steps"
+            );
+        }
+        Ok(())
+    }
+
     /// The lr of the step at `clock` (after `start_epoch` of its epoch).
     pub fn lr(&self, clock: Clock) -> f64 {
         let (t, warmup) = (clock.global(), self.warmup_steps(clock.steps_per_epoch));
@@ -238,6 +255,18 @@ mod tests {
                 assert!((got - want).abs() <= 1e-9 * want.abs().max(1e-12), "{name}, step {t}: {got} vs torch {want}");
             }
         }
+    }
+
+    #[test]
+    fn a_one_cycle_rule_too_short_to_rise_is_refused_by_its_field() {
+        let one_cycle =
+            LrSchedule::OneCycle { pct_start: 0.25, div_factor: 10.0, final_div_factor: 100.0, down: Anneal::Linear };
+        let rule = LrRule::new(one_cycle, None, 0.1);
+        // 0.25 x 4 steps = 1: the rise would end at step 0, and its slope divide by zero.
+        let err = format!("{:#}", rule.check_length(4, 1).unwrap_err());
+        assert!(err.contains("field `lr_schedule.pct_start`") && err.contains("4 steps"), "{err}");
+        assert!(rule.check_length(10, 1).is_ok() && rule.check_length(1, 5).is_ok());
+        assert!(LrRule::new(LrSchedule::Cosine { min_lr: 0.0 }, None, 0.1).check_length(1, 1).is_ok());
     }
 
     #[test]

@@ -2,7 +2,6 @@
 //! into a tensor on the device (two ops, no host sync); the loop reads them back only every
 //! `sync_every` steps and adds them up on the host, in f64 and in step order, so a run resumed
 //! mid-epoch sums exactly as an uninterrupted one.
-use crate::batches::EpochPlan;
 use crate::optim;
 use serde::{Deserialize, Serialize};
 use std::time::Instant;
@@ -66,10 +65,11 @@ pub struct EpochTally {
 }
 
 impl EpochTally {
-    /// A tally for the steps of `plan` from `first_step` on; `before` sums the earlier ones.
-    pub fn new(plan: &EpochPlan, first_step: usize, before: &EpochSums, l2: f64, device: Device) -> Self {
+    /// A tally for an epoch of `steps` steps from `first_step` on; `before` sums the earlier
+    /// ones.
+    pub fn new(steps: usize, first_step: usize, before: &EpochSums, l2: f64, device: Device) -> Self {
         EpochTally {
-            steps: Tensor::zeros([plan.steps as i64, FIELDS as i64], (Kind::Float, device)),
+            steps: Tensor::zeros([steps as i64, FIELDS as i64], (Kind::Float, device)),
             l2,
             sums: before.clone(),
             synced: first_step,
@@ -84,10 +84,10 @@ impl EpochTally {
         tch::no_grad(|| self.steps.get(step as i64).copy_(&stats.pack()));
     }
 
-    /// Reads the steps before `done` that are not summed yet and adds them; returns each of
-    /// those steps with its loss (as Keras reports it), or the first step whose loss is NaN or
-    /// infinite.
-    pub fn sync(&mut self, plan: &EpochPlan, done: usize) -> Result<Vec<(usize, f64)>, usize> {
+    /// Reads the steps before `done` that are not summed yet and adds them, weighting each by
+    /// its `batch_len` images; returns each of those steps with its loss (as Keras reports it),
+    /// or the first step whose loss is NaN or infinite.
+    pub fn sync(&mut self, done: usize, batch_len: impl Fn(usize) -> usize) -> Result<Vec<(usize, f64)>, usize> {
         let fresh = self.steps.narrow(0, self.synced as i64, (done - self.synced) as i64);
         let values = Vec::<f32>::try_from(fresh.to_device(Device::Cpu).flatten(0, -1)).expect("float stats");
         let mut losses = Vec::with_capacity(done - self.synced);
@@ -98,11 +98,11 @@ impl EpochTally {
             if !loss.is_finite() {
                 return Err(step);
             }
-            let batch = plan.batch_len(step) as f64;
-            self.sums.loss += loss * batch;
-            self.sums.ce += stats.ce * batch;
+            let images = batch_len(step);
+            self.sums.loss += loss * images as f64;
+            self.sums.ce += stats.ce * images as f64;
             self.sums.correct += stats.correct;
-            self.sums.seen += plan.batch_len(step);
+            self.sums.seen += images;
             losses.push((step, loss));
         }
         self.synced = done;

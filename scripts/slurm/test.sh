@@ -1,10 +1,10 @@
 #!/usr/bin/env bash
 # `make slurm-test`: a one-node SLURM cluster on localhost (munged, slurmctld, slurmd, all in a
 # temporary folder, on free ports), the job array of run-all.sbatch submitted by submit.sh with
-# two tiny CPU experiments, two seeds each (four tasks), and the figure and report job after
-# them; then a task stopped by its time-limit signal, which must requeue itself and resume.
-# Checks the runs' metrics and seeds, the figures, the report and the logs, and always stops the
-# daemons and removes the folder.
+# the demo study's two experiments as tiny CPU runs, two seeds each (four tasks), and the report
+# job after them; then a task stopped by its time-limit signal, which must requeue itself and
+# resume. Checks the runs' metrics and seeds, the report, its figures and the logs, and always
+# stops the daemons and removes the folder.
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
@@ -16,11 +16,11 @@ usage() {
 Usage: scripts/slurm/test.sh [--keep]
 
 Installs Debian's slurm-wlm and munge when missing (apt-get, as root), starts a one-node
-cluster on localhost in a temporary folder, submits scripts/slurm/submit.sh's job array with two
-tiny CPU experiments (demo and tests/fixtures/tiny.json, 1 epoch on 2,000 images) with SEEDS=2
-(four tasks, RESULTS/<experiment>/seed-<k>/) and the figure and report job, then one task
-(without seeds) that gets the time-limit signal (SIGUSR1) mid-epoch and must requeue itself and
-resume. Checks each run's metrics.csv and seed, the PNGs, report.md and the logs. Exits non-zero
+cluster on localhost in a temporary folder, submits scripts/slurm/submit.sh's job array with the
+demo study as tiny CPU runs (demo and demo_fast, 1 epoch on 2,000 images) with SEEDS=2 (four
+tasks, RESULTS/<experiment>/seed-<k>/) and the report job, then one task (without seeds) that
+gets the time-limit signal (SIGUSR1) mid-epoch and must requeue itself and resume. Checks each
+run's metrics.csv and seed, report.md, its figures and the logs. Exits non-zero
 on any failure, printing the logs. The daemons are stopped and the folder removed in every case.
 
   --keep   keep the temporary folder (logs, runs) for a look afterwards
@@ -117,7 +117,7 @@ free_port() {
 }
 
 start_cluster() {
-  mkdir -p "$tmp"/{munge,state,spool,logs,results,plots}
+  mkdir -p "$tmp"/{munge,state,spool,logs,results}
   chmod 700 "$tmp/munge"
   # munged on a private socket, with a fresh key: the machine's own munge (if any) is left alone.
   dd if=/dev/urandom of="$tmp/munge/munge.key" bs=1024 count=1 status=none
@@ -223,43 +223,43 @@ say "cluster up ($(sinfo -h -o '%P %D node(s) %c CPUs %t'); SLURM $(sinfo -V | c
 # a command-line option overrides the script's #SBATCH --gres=gpu:1. Each task takes every core:
 # two libtorch processes on the same cores slow each other down many times over. Two seeds of
 # each experiment: four tasks, one run each.
-export EXPERIMENTS="demo tests/fixtures/tiny.json" SEEDS=2
+export STUDY=demo EXPERIMENTS="demo demo_fast" SEEDS=2
 export TRAIN_ARGS="--epochs 1 --train-limit 2000 --test-limit 200"
-export DEVICE=cpu RESULTS=$tmp/results PLOTS=$tmp/plots LOG_DIR=$tmp/logs
+export DEVICE=cpu RESULTS=$tmp/results LOG_DIR=$tmp/logs
 out=$("$ROOT/scripts/slurm/submit.sh" --gres=none --cpus-per-task="$(nproc)") || fail "submit.sh failed: $out"
 echo "$out"
 array=$(sed -n 's/^submitted the training array: job \([0-9]*\).*/\1/p' <<<"$out")
-plots=$(sed -n 's/^submitted the figures: job \([0-9]*\).*/\1/p' <<<"$out")
-[[ -n $array && -n $plots ]] || fail "submit.sh did not print both job ids"
-wait_for_jobs "$array" "$plots"
+report=$(sed -n 's/^submitted the report: job \([0-9]*\).*/\1/p' <<<"$out")
+[[ -n $array && -n $report ]] || fail "submit.sh did not print both job ids"
+wait_for_jobs "$array" "$report"
 check_job_completed "$array"
-check_job_completed "$plots"
-for run in demo/seed-0 demo/seed-1 tiny/seed-0 tiny/seed-1; do
+check_job_completed "$report"
+for run in demo/seed-0:1 demo/seed-1:1001 demo_fast/seed-0:2 demo_fast/seed-1:1002; do
+  want=${run##*:} run=${run%:*}
   check_epochs "$RESULTS/$run" 0
-  # Seeds 1 and 2: both configs have seed 1.
-  want=$((${run##*-} + 1))
+  # --repeat k: the config's seed (demo 1, demo_fast 2) + 1000 k.
   grep -qE "^  \"seed\": $want,?\$" "$RESULTS/$run/config.json" || fail "$RESULTS/$run/config.json does not have seed $want"
 done
 for task in 0 1 2 3; do
   log="$LOG_DIR/resnext-${array}_$task.log"
   grep -q "finished" "$log" || fail "$log does not say the run finished"
 done
-compgen -G "$PLOTS/*.png" >/dev/null || fail "the figure job drew no PNG in $PLOTS"
-figures=("$PLOTS"/*.png)
-[[ -f $RESULTS/report.md && -f $RESULTS/report.json ]] || fail "the figure job wrote no report in $RESULTS"
-grep -qE '^\| demo \| 2 \(1, 2\) \| 2 finished \|' "$RESULTS/report.md" ||
+[[ -f $RESULTS/report.md && -f $RESULTS/report.json ]] || fail "the report job wrote no report in $RESULTS"
+compgen -G "$RESULTS/figures/*.png" >/dev/null || fail "the report job drew no PNG in $RESULTS/figures"
+figures=("$RESULTS"/figures/*.png)
+grep -qE '^\| demo \| 2 \(1, 1001\) \| 2 finished \|' "$RESULTS/report.md" ||
   fail "$RESULTS/report.md does not list demo with its two finished runs: $(grep -E '^\| demo ' "$RESULTS/report.md")"
-say "array $array: demo and tiny trained one epoch with seeds 1 and 2 each; job $plots drew ${figures[*]##*/} and wrote report.md"
+say "array $array: demo and demo_fast trained one epoch with two seeds each; job $report wrote report.md and ${figures[*]##*/}"
 
 # 2. The time-limit path: SIGUSR1 to the batch shell (what --signal=B:USR1@300 sends) in the
 # middle of the first epoch: the task stops the run with a checkpoint, requeues itself, and the
 # requeued task resumes and finishes the epoch, recorded exactly once in metrics.csv.
-export EXPERIMENTS="tests/fixtures/tiny.json" RESULTS=$tmp/results-requeue SEEDS=
+export EXPERIMENTS=demo RESULTS=$tmp/results-requeue SEEDS=
 export TRAIN_ARGS="--epochs 1 --train-limit 2500 --test-limit 200"
 job=$(sbatch --parsable --chdir="$ROOT" --array=0 --gres=none --cpus-per-task="$(nproc)" \
   --output="$LOG_DIR/%x-%A_%a.log" "$ROOT/scripts/slurm/run-all.sbatch") || fail "sbatch failed: $job"
 job=${job%%;*}
-train_log=$RESULTS/tiny/train.log
+train_log=$RESULTS/demo/train.log
 deadline=$((SECONDS + 60))
 until grep -qE "^epoch 1/1 step " "$train_log" 2>/dev/null; do
   ((SECONDS < deadline)) || fail "no progress line in $train_log after 60 s"
@@ -270,7 +270,7 @@ wait_for_jobs "$job"
 check_job_completed "$job"
 grep -q '^interrupted at epoch 0 step ' "$train_log" || fail "$train_log: the run was not interrupted mid-epoch"
 grep -q '^resuming ' "$train_log" || fail "$train_log: the requeued task did not resume"
-check_epochs "$RESULTS/tiny" 0
+check_epochs "$RESULTS/demo" 0
 restarts=$(scontrol -o show job "$job" | grep -oE 'Restarts=[0-9]+' | head -n 1)
 [[ $restarts == Restarts=1 ]] || fail "expected one requeue of job $job, scontrol says ${restarts:-nothing}"
 say "job $job: stopped mid-epoch by its time-limit signal, requeued itself, resumed and finished"

@@ -1,20 +1,20 @@
 //! `resnext train`: the blog's recipe, epoch by epoch.
 //!
-//! Each epoch: the epoch rules set the lr (step schedule) -> for every batch of the epoch's
-//! plan: the step's lr (per-step rules, warmup) -> SGD step and weight average -> tally its
+//! Each epoch: the epoch rules set the lr (step schedule) -> for each of the epoch's steps, the
+//! next batch of the stream of passes over the training images: the step's lr (per-step rules, warmup) -> SGD step and weight average -> tally its
 //! stats -> report progress (and step scalars) -> (stop on Ctrl-C, with a checkpoint) ->
 //! evaluate on the validation data (the test set, as in the blog, unless the config holds out
 //! training images) and, when it is not the test set, on the test set as well -> let
 //! ReduceLROnPlateau see `val_loss` -> the epoch's record (best weights by `val_accuracy`,
 //! checkpoint, CSV row, event log: [`record`]). The test set's own scores are written down and
-//! read by nothing else. An epoch's shuffle and augmentation come from (seed, epoch) alone
+//! read by nothing else. A pass's shuffle and augmentation come from (seed, pass) alone
 //! ([`crate::batches`]), so a resumed run continues exactly as an uninterrupted one.
 pub mod plan;
 pub mod record;
 
-pub use plan::{Start, TrainRequest};
+pub use plan::{Seed, Start, TrainRequest};
 
-use crate::batches::EpochPlan;
+use crate::batches::BatchStream;
 use crate::compute::Compute;
 use crate::config::Experiment;
 use crate::data::{Cifar10, Split};
@@ -68,6 +68,14 @@ pub fn run(request: &TrainRequest) -> Result<Outcome> {
     // before the run folder is touched, so a failed start leaves existing results as they were.
     let plan = RunPlan::new(request)?;
     let (experiment, limits) = (&plan.experiment, &plan.limits);
+    if plan.finished_without_checkpoint {
+        println!(
+            "{} is finished: its metrics.csv has all {} epochs (its checkpoints are not here); --force trains it again",
+            plan.dir.path().display(),
+            experiment.epochs
+        );
+        return Ok(Outcome::Finished);
+    }
     let compute = Compute::new(&request.compute, experiment.precision)?;
     // The held-out images are the last of all 50,000: a split needs every training batch.
     let needed = if experiment.validation > 0 { None } else { limits.train_limit };
@@ -86,6 +94,9 @@ pub fn run(request: &TrainRequest) -> Result<Outcome> {
         Some(validation) => EvalSplits { validation: validation.to_device(compute.device), test: Some(test) },
         None => EvalSplits { validation: test, test: None },
     };
+    let steps_per_epoch = experiment.steps_per_epoch(train.len());
+    let fresh_rule = TrainState::new(experiment).lr_rule;
+    fresh_rule.check_length(steps_per_epoch, experiment.epochs).context("in the run's config")?;
     let mut learner = Learner::new(experiment, &compute);
     let state = match plan.resume {
         true => TrainState::restore(&plan.dir, &mut learner)?,
@@ -100,13 +111,14 @@ pub fn run(request: &TrainRequest) -> Result<Outcome> {
     let sync_every = request.sync_every.unwrap_or(default_sync_every(compute.device));
     println!(
         "training {} on {}, eval batch {}, sync every {sync_every} step(s): {} train / {} images, batch {}, \
-         epochs {}..{}, results in {}",
+         {} steps an epoch, epochs {}..{}, results in {}",
         experiment.name,
         compute.describe(),
         scoring.batch,
         train.len(),
         splits.describe(),
         experiment.batch_size,
+        steps_per_epoch,
         record.state.epoch,
         experiment.epochs,
         plan.dir.path().display()
@@ -115,9 +127,10 @@ pub fn run(request: &TrainRequest) -> Result<Outcome> {
         println!("{note}");
     }
     install_stop_handler();
-    let trainer = Trainer { experiment, train: &train, splits: &splits, compute: &compute, scoring, sync_every };
+    let trainer = Trainer { experiment, splits: &splits, compute: &compute, scoring, sync_every, steps_per_epoch };
+    let mut stream = BatchStream::new(experiment, &train, compute.device);
     while record.state.epoch < experiment.epochs {
-        let end = trainer.train_epoch(&mut record, &mut learner)?;
+        let end = trainer.train_epoch(&mut record, &mut learner, &mut stream)?;
         // A stop asked for during evaluation takes effect here, at the epoch boundary.
         if matches!(end, EpochEnd::Interrupted) || (stop_requested() && record.state.epoch < experiment.epochs) {
             return Ok(Outcome::Interrupted);
@@ -139,8 +152,8 @@ struct EvalSplits {
     /// What `val_*`, ReduceLROnPlateau and the best checkpoint follow: the held-out training
     /// images, or the test set when the run holds none out.
     validation: Split,
-    /// The test set, when it is not the validation data: the CSV's `test_*`, read by nothing
-    /// in training.
+    /// The test set, when it is not the validation data: the CSV's `test_*` (after the epochs
+    /// of config `test_every`), read by nothing in training.
     test: Option<Split>,
 }
 
@@ -157,33 +170,32 @@ impl EvalSplits {
 
 struct Trainer<'a> {
     experiment: &'a Experiment,
-    train: &'a Split,
     splits: &'a EvalSplits,
     compute: &'a Compute,
     scoring: Scoring,
     sync_every: usize,
+    steps_per_epoch: usize,
 }
 
 impl Trainer<'_> {
     /// Trains one epoch (or its rest, after a mid-epoch resume), evaluates and records it.
-    fn train_epoch(&self, record: &mut Record, learner: &mut Learner) -> Result<EpochEnd> {
-        let epoch = record.state.epoch;
+    fn train_epoch(&self, record: &mut Record, learner: &mut Learner, stream: &mut BatchStream) -> Result<EpochEnd> {
+        let (epoch, steps) = (record.state.epoch, self.steps_per_epoch);
         record.state.lr_rule.start_epoch(epoch);
-        let plan = EpochPlan::new(self.experiment, epoch, self.train.len(), self.compute.device);
-        let clock = |step| Clock { epoch, step, steps_per_epoch: plan.steps, epochs: self.experiment.epochs };
+        let clock = |step| Clock { epoch, step, steps_per_epoch: steps, epochs: self.experiment.epochs };
         let mut tally =
-            EpochTally::new(&plan, record.state.step, &record.state.partial, learner.sgd.l2(), self.compute.device);
+            EpochTally::new(steps, record.state.step, &record.state.partial, learner.sgd.l2(), self.compute.device);
         let label = format!("epoch {}/{}", epoch + 1, self.experiment.epochs);
-        let progress = EpochProgress::new(label, plan.steps, record.state.step);
-        for step in record.state.step..plan.steps {
-            let (images, labels) = plan.batch(step, self.train);
+        let progress = EpochProgress::new(label, steps, record.state.step);
+        for step in record.state.step..steps {
+            let (images, labels) = stream.batch(clock(step).global());
             let lr = record.state.lr_rule.lr(clock(step));
             let stats = learner.step(&images, &labels, lr, clock(step).global(), self.compute);
             tally.record(step, stats);
             let done = step + 1;
-            let stop = stop_requested() && done < plan.steps;
-            if done % self.sync_every == 0 || done == plan.steps || stop {
-                self.sync(&mut tally, &plan, clock, record, done)?;
+            let stop = stop_requested() && done < steps;
+            if done % self.sync_every == 0 || done == steps || stop {
+                self.sync(&mut tally, stream, clock, record, done)?;
                 progress.update(done, &tally.progress_message());
             }
             if stop {
@@ -195,7 +207,7 @@ impl Trainer<'_> {
                 return Ok(EpochEnd::Interrupted);
             }
         }
-        self.sync(&mut tally, &plan, clock, record, plan.steps)?;
+        self.sync(&mut tally, stream, clock, record, steps)?;
         // The CSV's lr is the one at the epoch's start, as Keras's logs have it.
         let row = self.evaluate_epoch(&record.state, learner, &tally, record.state.lr_rule.lr(clock(0)));
         ensure!(
@@ -232,12 +244,12 @@ impl Trainer<'_> {
     fn sync(
         &self,
         tally: &mut EpochTally,
-        plan: &EpochPlan,
+        stream: &BatchStream,
         clock: impl Fn(usize) -> Clock,
         record: &mut Record,
         done: usize,
     ) -> Result<()> {
-        let losses = tally.sync(plan, done).or_else(|bad| {
+        let losses = tally.sync(done, |step| stream.batch_len(clock(step).global())).or_else(|bad| {
             bail!(
                 "training diverged: the loss is not finite at epoch {} step {bad} (lr too high?); \
                  the last good checkpoint {} is kept",
@@ -261,14 +273,17 @@ impl Trainer<'_> {
     }
 
     /// The epoch's CSV row: training sums plus a pass over the validation data (and the test
-    /// set, when that is not the validation data) with the weights inference uses. Keras's
+    /// set, when that is not the validation data and the epoch is one it is measured after)
+    /// with the weights inference uses. Keras's
     /// `val_loss` is the validation loss (label-smoothed when the recipe smooths) plus the L2
     /// penalty of those weights; `test_loss` is the same on the test set.
     fn evaluate_epoch(&self, state: &TrainState, learner: &Learner, tally: &EpochTally, lr: f64) -> EpochRow {
         let network = learner.inference_network();
         let l2 = self.experiment.optimizer.l2;
         let scores = scores::score(network, &self.splits.validation, self.compute, self.scoring);
-        let test = self.splits.test.as_ref().map(|test| scores::score(network, test, self.compute, self.scoring));
+        let test = (self.splits.test.as_ref())
+            .filter(|_| self.experiment.tests_after(state.epoch))
+            .map(|test| scores::score(network, test, self.compute, self.scoring));
         let sums = tally.sums();
         let n = sums.seen as f64;
         EpochRow {

@@ -4,8 +4,10 @@
 use crate::compute::ComputeRequest;
 use crate::config::Experiment;
 use crate::experiments;
+use crate::metrics;
 use crate::run_dir::{DataLimits, RunDir};
 use crate::run_lock::RunLock;
+use crate::study;
 use anyhow::{ensure, Context, Result};
 use std::path::{Path, PathBuf};
 
@@ -26,8 +28,19 @@ pub struct TrainRequest {
     pub eval_batch: Option<usize>,
     /// Read the step stats back every this many steps [default: [`super::default_sync_every`]].
     pub sync_every: Option<usize>,
-    pub seed: Option<u64>,
+    pub seed: Seed,
     pub start: Start,
+}
+
+/// Which seed a run trains with.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Seed {
+    /// The config's `seed`.
+    FromConfig,
+    /// This one (`--seed`).
+    Exactly(u64),
+    /// Run k of the experiment: the config's seed + [`study::SEED_STRIDE`] k (`--repeat`).
+    Repeat(u64),
 }
 
 /// How a run folder that may hold a run is used.
@@ -48,6 +61,9 @@ pub struct RunPlan {
     pub dir: RunDir,
     /// Continue from the folder's last checkpoint.
     pub resume: bool,
+    /// `--resume` of a run whose metrics.csv has every epoch but whose checkpoints are not
+    /// there (a run copied without them, such as the repository's own study runs): nothing to do.
+    pub finished_without_checkpoint: bool,
     force: bool,
 }
 
@@ -56,8 +72,14 @@ impl RunPlan {
     pub fn new(request: &TrainRequest) -> Result<Self> {
         let loaded = experiments::load(&request.experiment, &request.overrides)?;
         let dir = RunDir::new(request.out.clone().unwrap_or_else(|| Path::new("results").join(&loaded.name)));
+        // A repeat's seed counts from the config's, also when a resume checks the saved one.
+        let seed = match request.seed {
+            Seed::FromConfig => None,
+            Seed::Exactly(seed) => Some(seed),
+            Seed::Repeat(k) => Some(loaded.seed + study::SEED_STRIDE * k),
+        };
         let edit = |mut experiment: Experiment| {
-            if let Some(seed) = request.seed {
+            if let Some(seed) = seed {
                 experiment.seed = seed;
             }
             if let Some(precision) = request.compute.precision {
@@ -67,13 +89,13 @@ impl RunPlan {
         };
         let resuming = request.start == Start::Resume;
         let (mut experiment, limits) = if resuming && dir.config().exists() {
-            // The saved config is the run's; the same --set, --seed and --precision as before
-            // are welcome (scripts rerun their commands), changes are not.
+            // The saved config is the run's; the same --set, --seed, --repeat and --precision as
+            // before are welcome (scripts rerun their commands), changes are not.
             let saved = dir.load_experiment()?;
             let edited = edit(Experiment::from_json(&saved.to_pretty_json(), &request.overrides)?);
             ensure!(
                 edited == saved,
-                "--resume continues {} with its saved config: --set, --seed and --precision cannot change it",
+                "--resume continues {} with its saved config: --set, --seed, --repeat and --precision cannot change it",
                 dir.path().display()
             );
             (saved, dir.load_limits()?)
@@ -93,7 +115,16 @@ impl RunPlan {
             ensure!(dir.path().is_dir(), "--out {}: exists and is not a folder", dir.path().display());
         }
         let resume = resuming && dir.last().exists();
-        Ok(RunPlan { experiment, limits, dir, resume, force: request.start == Start::Force })
+        let finished_without_checkpoint =
+            resuming && !resume && dir.metrics().is_file() && metrics::read(&dir.metrics())?.len() >= experiment.epochs;
+        Ok(RunPlan {
+            experiment,
+            limits,
+            dir,
+            resume,
+            finished_without_checkpoint,
+            force: request.start == Start::Force,
+        })
     }
 
     /// Creates the run folder and takes its lock, then (clearing an old run with --force)

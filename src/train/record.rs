@@ -81,18 +81,20 @@ pub struct Record<'a> {
     dir: &'a RunDir,
     pub state: TrainState,
     events: EventLog,
+    test_columns: bool,
 }
 
 impl<'a> Record<'a> {
     /// Makes the run folder's CSV and event log say what `state` says: a resumed run's CSV is
-    /// rewritten from its checkpoint's history (a new run's is left to its first epoch; its
-    /// header has the test columns when `test_columns`), and the event log is always rewritten.
+    /// rewritten from its checkpoint's history, and so is one left by a run whose checkpoint is
+    /// gone (a new run's is left to its first epoch; its header has the test columns when
+    /// `test_columns`); the event log is always rewritten.
     pub fn open(dir: &'a RunDir, state: TrainState, resumed: bool, test_columns: bool) -> Result<Self> {
-        if resumed {
+        if resumed || dir.metrics().exists() {
             metrics::rewrite(&dir.metrics(), &state.history, test_columns)?;
         }
         let events = EventLog::rewrite(&dir.tensorboard(), &state.history, &state.wall_times, &state.step_scalars)?;
-        Ok(Record { dir, state, events })
+        Ok(Record { dir, state, events, test_columns })
     }
 
     /// The run's checkpoint, which every error that stops training names as what is kept.
@@ -122,7 +124,7 @@ impl<'a> Record<'a> {
             save_best(&self.dir.best(), learner, experiment, row)?;
         }
         save_training(&self.dir.last(), state, learner)?;
-        metrics::append(&self.dir.metrics(), row)?;
+        metrics::append(&self.dir.metrics(), row, self.test_columns)?;
         self.events.append_epoch(row, wall_time)
     }
 

@@ -46,36 +46,3 @@ fn summary_prints_the_keras_totals() {
     let wide = stdout(&run_resnext(&["summary", "resnext", "--set", "model.width=64"]));
     assert!(wide.lines().any(|l| l == "Total params: 89,700,288"), "{wide}");
 }
-
-#[test]
-fn the_shipped_experiments_are_found_from_any_folder_and_a_local_one_takes_precedence() {
-    let elsewhere = tempfile::tempdir().unwrap();
-    let summary = |dir: &std::path::Path| {
-        let output = bin().current_dir(dir).args(["summary", "demo"]).output().unwrap();
-        assert!(output.status.success(), "{}", stderr(&output));
-        stdout(&output)
-    };
-    let built_in = summary(elsewhere.path());
-    assert!(built_in.contains("Total params: 47,232"), "{built_in}");
-    // experiments/demo.json in the working folder is the demo there.
-    std::fs::create_dir(elsewhere.path().join("experiments")).unwrap();
-    let demo = std::fs::read_to_string(root().join("experiments/demo.json")).unwrap();
-    let wider = demo.replacen("\"width\": 4", "\"width\": 8", 1);
-    assert_ne!(wider, demo);
-    std::fs::write(elsewhere.path().join("experiments/demo.json"), wider).unwrap();
-    assert!(!summary(elsewhere.path()).contains("Total params: 47,232"));
-    // An unknown name lists the names there are.
-    let output = bin().current_dir(elsewhere.path()).args(["summary", "demo2"]).output().unwrap();
-    assert!(!output.status.success());
-    let known = resnext::experiments::names().join(", ");
-    assert!(stderr(&output).contains("no experiment named \"demo2\""), "{}", stderr(&output));
-    assert!(stderr(&output).contains(&known) && known.contains("my_resnext_lr_v2"), "{}", stderr(&output));
-}
-
-#[test]
-fn train_help_names_every_built_in_experiment() {
-    let help = stdout(&run_resnext(&["train", "--help"]));
-    for name in resnext::experiments::built_in_names() {
-        assert!(help.contains(name), "{name} missing from train --help:\n{help}");
-    }
-}

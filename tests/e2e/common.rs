@@ -158,7 +158,13 @@ pub fn metrics_rows(run: &Path) -> Vec<EpochRow> {
     let test_columns = config["validation"].as_u64().unwrap_or(0) > 0;
     assert_eq!(text.lines().next().unwrap(), metrics::header(test_columns).join(","));
     let rows = metrics::read(&path).unwrap();
-    assert!(rows.iter().all(|r| r.test_accuracy.is_some() == test_columns && r.test_loss.is_some() == test_columns));
+    // The test set is measured after every `test_every` epochs (default 1) and the last.
+    let every = config["test_every"].as_u64().unwrap_or(1) as usize;
+    let epochs = config["epochs"].as_u64().unwrap_or(0) as usize;
+    for r in &rows {
+        let tested = test_columns && ((r.epoch + 1) % every == 0 || r.epoch + 1 == epochs);
+        assert!(r.test_accuracy.is_some() == tested && r.test_loss.is_some() == tested, "epoch {}", r.epoch);
+    }
     rows
 }
 

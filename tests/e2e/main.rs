@@ -11,6 +11,8 @@ mod recipes;
 mod report;
 mod robustness;
 mod scripts;
+mod steps_per_epoch;
+mod studies;
 mod tensorboard_cli;
 mod train_cli;
 mod validation;

@@ -28,13 +28,12 @@ fn executable(path: &Path, text: &str) {
     std::fs::set_permissions(path, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
 }
 
-/// `scripts/run-all.sh --device cpu --only demo --results DIR ARGS -- --epochs N SMALL...`,
+/// `scripts/run-all.sh --device cpu --study demo --only demo --results DIR ARGS -- --epochs N SMALL...`,
 /// started in its own process group (as a shell starts a foreground job), output to files.
 fn spawn_run_all(results: &Path, args: &[&str], epochs: &str) -> Child {
     let results = results.display().to_string();
     let mut command = script("run-all.sh");
-    command.args(["--device", "cpu", "--only", "demo", "--results", &results]);
-    command.args(["--plots", &format!("{results}/plots")]).args(args);
+    command.args(["--device", "cpu", "--study", "demo", "--only", "demo", "--results", &results]).args(args);
     command.args(["--", "--epochs", epochs]).args(SMALL);
     let out = std::fs::File::create(format!("{results}.stdout")).unwrap();
     let err = std::fs::File::create(format!("{results}.stderr")).unwrap();
@@ -109,7 +108,7 @@ fn one_sigint_stops_run_all_with_a_checkpoint_and_a_rerun_completes() {
     assert!(log.contains("interrupted at epoch 1 step "), "stopped mid-epoch with a checkpoint:\n{log}");
     assert_eq!(log.matches("\ninterrupt: stopping").count(), 1, "the trainer got exactly one signal:\n{log}");
     assert_eq!(epochs(&run), [0]);
-    assert!(results.join("plots/demo.png").is_file(), "figures are drawn after an interruption too");
+    assert!(results.join("figures/demo_vs_demo_fast.png").is_file(), "figures are drawn after an interruption too");
 
     let child = spawn_run_all(&results, &[], "2");
     let (status, stdout, stderr) = finish(child, &results);
@@ -119,8 +118,8 @@ fn one_sigint_stops_run_all_with_a_checkpoint_and_a_rerun_completes() {
     assert!(log.contains("resuming "), "the rerun resumed:\n{log}");
     assert_eq!(epochs(&run), [0, 1], "each epoch exactly once");
     // Nothing per step in run-all's own output: a line when the run starts and one when it ends,
-    // (at the end) the figures, the report and its one claim about demo (not enough runs: no
-    // demo_fast here), and the summary.
+    // (at the end) the report and its one claim about demo (not enough runs: no demo_fast
+    // here), and the summary.
     let per_run = stdout.lines().filter(|l| l.contains(" demo ") || l.ends_with(" demo")).count();
     assert!(stdout.lines().count() <= 10 && per_run <= 3, "run-all printed too much:\n{stdout}");
     assert!(stdout.contains("report: ") && results.join("report.md").is_file(), "{stdout}");
@@ -141,10 +140,9 @@ fn a_run_folder_being_trained_is_refused_to_a_second_trainer_and_sigterm_stops_r
     assert!(!by_hand.status.success());
     assert!(stderr(&by_hand).contains("is being trained by another process"), "{}", stderr(&by_hand));
     // A second run-all over the same results: its demo fails with the lock error, named at the end.
-    let second = dir.path().join("second");
     let mut command = script("run-all.sh");
-    command.args(["--device", "cpu", "--only", "demo", "--results", &results.display().to_string()]);
-    let second_out = command.args(["--plots", &second.display().to_string(), "--", "--epochs", "3"]).output().unwrap();
+    command.args(["--device", "cpu", "--study", "demo", "--only", "demo", "--results", &results.display().to_string()]);
+    let second_out = command.args(["--", "--epochs", "3"]).output().unwrap();
     let second_stdout = stdout(&second_out);
     assert_eq!(second_out.status.code(), Some(1), "{second_stdout}\n{}", stderr(&second_out));
     let line = summary_line(&second_stdout, "demo");
@@ -161,8 +159,8 @@ fn a_run_folder_being_trained_is_refused_to_a_second_trainer_and_sigterm_stops_r
     assert!(stderr.contains("SIGTERM: stopping 1 run(s)"), "{stderr}");
 }
 
-/// `run-all --seeds 2` over demo and demo_fast: each seed trains into its own folder with the
-/// config's seed + k, the report gives both as mean ± std over 2 seeds with a verdict for the
+/// `run-all --seeds 2` over the demo study: each seed trains into its own folder with the
+/// config's seed + 1000 k, the report gives both as mean ± std over 2 seeds with a verdict for the
 /// demo's claim, and a rerun with more epochs resumes every seed's run.
 #[test]
 fn run_all_with_seeds_trains_each_seed_in_its_folder_reports_them_and_a_rerun_resumes_them() {
@@ -171,13 +169,8 @@ fn run_all_with_seeds_trains_each_seed_in_its_folder_reports_them_and_a_rerun_re
     let results = dir.path().join("results");
     let run_all_seeds = |epochs: &str| {
         let mut command = script("run-all.sh");
-        command.args(["--device", "cpu", "--only", "demo,demo_fast", "--seeds", "2"]);
-        command.args([
-            "--results",
-            &results.display().to_string(),
-            "--plots",
-            &dir.path().join("plots").display().to_string(),
-        ]);
+        command.args(["--device", "cpu", "--study", "demo", "--seeds", "2"]);
+        command.args(["--results", &results.display().to_string()]);
         command.args(["--", "--epochs", epochs, "--train-limit", "512", "--test-limit", "200"]).output().unwrap()
     };
     let output = run_all_seeds("1");
@@ -188,9 +181,10 @@ fn run_all_with_seeds_trains_each_seed_in_its_folder_reports_them_and_a_rerun_re
         assert!(summary_line(&text, run).contains("finished"), "{text}");
         let config: serde_json::Value =
             serde_json::from_str(&std::fs::read_to_string(results.join(run).join("config.json")).unwrap()).unwrap();
-        // Both configs have seed 1.
+        // The configs' seeds, 1 and 2, + 1000 k: no two runs of the study share one.
         let k: u64 = run.rsplit('-').next().unwrap().parse().unwrap();
-        assert_eq!(config["seed"], 1 + k, "{run}");
+        let base = if run.starts_with("demo_fast") { 2 } else { 1 };
+        assert_eq!(config["seed"], base + 1000 * k, "{run}");
         assert_eq!(epochs(&results.join(run)), [0]);
     }
     assert!(!results.join("demo/metrics.csv").exists(), "no run in the experiment's own folder");
@@ -199,12 +193,13 @@ fn run_all_with_seeds_trains_each_seed_in_its_folder_reports_them_and_a_rerun_re
     let claim = report["claims"].as_array().unwrap().iter().find(|c| c["id"] == "demo_fast_beats_demo").unwrap();
     assert!(["holds", "does_not_hold", "cannot_tell"].contains(&claim["verdict"].as_str().unwrap()), "{claim}");
     let md = std::fs::read_to_string(results.join("report.md")).unwrap();
-    for name in ["demo", "demo_fast"] {
-        let row = md.lines().find(|l| l.starts_with(&format!("| {name} | 2 (1, 2) | 2 finished | 1 of 1 | "))).unwrap();
+    for (name, seeds) in [("demo", "1, 1001"), ("demo_fast", "2, 1002")] {
+        let row =
+            md.lines().find(|l| l.starts_with(&format!("| {name} | 2 ({seeds}) | 2 finished | 1 of 1 | "))).unwrap();
         assert!(row.contains("% ± "), "mean ± std over the 2 seeds: {row}");
     }
     assert!(text.contains("demo_fast_beats_demo: demo_fast "), "the claim's verdict is printed:\n{text}");
-    assert!(dir.path().join("plots/demo_vs_demo_fast.png").is_file(), "{text}");
+    assert!(results.join("figures/demo_vs_demo_fast.png").is_file(), "{text}");
 
     let output = run_all_seeds("2");
     assert!(output.status.success(), "{}\n{}", stdout(&output), stderr(&output));
@@ -223,20 +218,24 @@ fn run_all(args: &[&str]) -> Output {
 fn run_all_names_unknown_experiments_and_starts_nothing() {
     let dir = tempfile::tempdir().unwrap();
     let results = dir.path().join("results").display().to_string();
-    let output = run_all(&["--device", "cpu", "--only", "demo,my_resnet", "--results", &results]);
+    let output = run_all(&["--device", "cpu", "--only", "my_resnext,my_resnet", "--results", &results]);
     assert_eq!(output.status.code(), Some(2));
     let err = stderr(&output);
-    assert!(err.contains("no experiment named 'my_resnet'") && err.contains("my_resnext"), "{err}");
+    assert!(
+        err.contains("the study blog has no experiment named 'my_resnet'") && err.contains("my_resnext_lr_v2"),
+        "{err}"
+    );
     assert!(!Path::new(&results).exists(), "nothing was started");
     for (args, needle) in [
         (vec!["--per-gpu", "0"], "--per-gpu must be a positive whole number"),
         (vec!["--device", "tpu"], "--device must be cuda or cpu, not 'tpu'"),
         (vec!["--epochs", "2"], "unknown option '--epochs'"),
-        (vec!["--only", "demo,demo", "--device", "cpu"], "'demo' is listed twice"),
+        (vec!["--study", "demo", "--only", "demo,demo", "--device", "cpu"], "'demo' is listed twice"),
         (vec!["--seeds", "0", "--device", "cpu"], "--seeds must be a positive whole number"),
         (vec!["--seeds", "2", "--device", "cpu", "--", "--seed", "5"], "do not pass '--seed' after --"),
         (vec!["--seeds", "2", "--device", "cpu", "--", "--set", "seed=5"], "do not pass 'seed=5' after --"),
-        (vec!["--only", "claims", "--device", "cpu"], "no experiment named 'claims'"),
+        (vec!["--only", "demo", "--device", "cpu"], "the study blog has no experiment named 'demo'"),
+        (vec!["--study", "blogg", "--device", "cpu"], "no study named \"blogg\""),
     ] {
         let output = run_all(&args);
         assert_eq!(output.status.code(), Some(2), "{args:?}");
@@ -248,7 +247,7 @@ fn run_all_names_unknown_experiments_and_starts_nothing() {
 fn run_all_without_a_gpu_and_without_device_cpu_fails_clearly() {
     let dir = tempfile::tempdir().unwrap();
     let results = dir.path().join("results").display().to_string();
-    let output = run_all(&["--only", "demo", "--results", &results]);
+    let output = run_all(&["--study", "demo", "--results", &results]);
     assert_eq!(output.status.code(), Some(1));
     let err = stderr(&output);
     assert!(err.contains("libtorch sees no CUDA GPU") && err.contains("--device cpu"), "{err}");
@@ -261,7 +260,7 @@ fn run_all_help_explains_every_option() {
     assert!(output.status.success());
     let help = stdout(&output);
     for option in
-        ["--device cuda|cpu", "--per-gpu N", "--only A,B", "--seeds N", "--results DIR", "--plots DIR", "-- ARGS"]
+        ["--study NAME", "--device cuda|cpu", "--per-gpu N", "--only A,B", "--seeds N", "--results DIR", "-- ARGS"]
     {
         assert!(help.contains(option), "--help lacks {option}:\n{help}");
     }
@@ -274,7 +273,7 @@ fn every_other_script_explains_itself_with_help() {
         "slurm/submit.sh",
         "slurm/test.sh",
         "slurm/run-all.sbatch",
-        "slurm/plots.sbatch",
+        "slurm/report.sbatch",
         "gpu-check.sh",
         "bench-cpu.sh",
         "bundle.sh",

@@ -2,6 +2,7 @@
 //! eval, predict, plot. One tiny two-epoch run is trained once and shared by the tests that
 //! only read it.
 use crate::common::*;
+use resnext::config::Experiment;
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 use std::time::Duration;
@@ -137,12 +138,21 @@ fn predict_gives_the_top_3_classes_of_png_and_jpeg_files() {
 fn plot_draws_a_comparison_whose_runs_exist_and_skips_missing_ones() {
     let _guard = serial();
     let (_, _) = (trained_run(), overridden_run());
-    let comparisons = scratch().join("comparisons.json");
-    let spec = r#"{"comparisons": [{"name": "cmp", "title": "two tiny runs", "runs": ["run", "run2", "missing"]}]}"#;
-    std::fs::write(&comparisons, spec).unwrap();
+    // A study of tiny.json's recipe whose one figure draws the runs "run", "run2" and "missing".
+    let dir = tempfile::tempdir().unwrap();
+    let study = dir.path().join("tiny_study");
+    std::fs::create_dir_all(&study).unwrap();
+    let tiny_config = std::fs::read_to_string(tiny()).unwrap();
+    for (seed, name) in ["run", "run2", "missing"].iter().enumerate() {
+        let config = Experiment::from_json(&tiny_config, &[format!("name={name}"), format!("seed={seed}")]).unwrap();
+        std::fs::write(study.join(format!("{name}.json")), config.to_pretty_json()).unwrap();
+    }
+    let spec = r#"{"description": "", "claims": [],
+        "comparisons": [{"name": "cmp", "title": "two tiny runs", "runs": ["run", "run2", "missing"]}]}"#;
+    std::fs::write(study.join("study.json"), spec).unwrap();
     let plots = scratch().join("plots");
-    let [root, plots_arg, comparisons_arg] = [scratch(), &plots, &comparisons].map(|p| p.display().to_string());
-    let output = run_resnext(&["plot", &root, "--out", &plots_arg, "--comparisons", &comparisons_arg]);
+    let [root, plots_arg, study_arg] = [scratch(), &plots, &study].map(|p| p.display().to_string());
+    let output = run_resnext(&["plot", &root, "--out", &plots_arg, "--study", &study_arg]);
     assert!(output.status.success(), "{}", stderr(&output));
     assert!(stdout(&output).contains("run missing not found"), "{}", stdout(&output));
     for png in ["cmp.png", "cmp_lr.png"] {
