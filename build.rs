@@ -1,5 +1,6 @@
 //! Link libtorch so that CUDA is found at run time, remember where it lives, and compile the
-//! small C++ extension (`csrc/ext.cpp`) against the same libtorch headers.
+//! small C++ extension (`csrc/`: the wrappers, the fused op and the op recorder) against the same
+//! libtorch headers.
 //!
 //! torch-sys finds libtorch through `LIBTORCH` (the venv's `torch` package folder) and
 //! `LIBTORCH_CXX11_ABI`, which `make setup` writes into `.cargo/config.toml`, so that plain
@@ -11,9 +12,12 @@
 //! without `LD_LIBRARY_PATH`.
 use std::path::Path;
 
+/// The extension's sources, one per concept, mirrored by `src/torch_ext/`.
+const EXTENSION: [&str; 3] = ["csrc/torch_ext.cpp", "csrc/fused.cpp", "csrc/recorder.cpp"];
+
 fn main() {
     println!("cargo:rerun-if-env-changed=DEP_TCH_LIBTORCH_LIB");
-    for source in ["csrc/ext.cpp", "csrc/bn_relu_kernels.cpp", "csrc/bn_relu_kernels.h"] {
+    for source in EXTENSION.iter().chain(&["csrc/torch_ext.h", "csrc/bn_relu_kernels.cpp", "csrc/bn_relu_kernels.h"]) {
         println!("cargo:rerun-if-changed={source}");
     }
     let lib_dir = std::env::var("DEP_TCH_LIBTORCH_LIB")
@@ -21,7 +25,7 @@ fn main() {
     println!("cargo:rustc-link-arg=-Wl,--no-as-needed");
     println!("cargo:rustc-link-arg=-L{lib_dir}");
     println!("cargo:rustc-link-arg=-ltorch");
-    // ext.cpp's at::parallel_for is OpenMP in the wheel's libtorch (an inline template, compiled
+    // fused.cpp's at::parallel_for is OpenMP in the wheel's libtorch (an inline template, compiled
     // here with -fopenmp): it must run on the same OpenMP runtime as libtorch, the libgomp.so.1
     // beside it (the compiler's otherwise), so that both share one thread pool and thread count.
     let gomp = if Path::new(&lib_dir).join("libgomp.so.1").exists() { "-l:libgomp.so.1" } else { "-lgomp" };
@@ -40,7 +44,7 @@ fn main() {
         .define("_GLIBCXX_USE_CXX11_ABI", cxx11_abi())
         .flag_if_supported("-Wno-unused-parameter")
         .flag("-fopenmp")
-        .file("csrc/ext.cpp")
+        .files(EXTENSION)
         .compile("resnext_ext");
     compile_bn_relu_kernels();
 
@@ -65,7 +69,7 @@ fn main() {
 }
 
 /// The fused BatchNorm-ReLU loops (csrc/bn_relu_kernels.cpp), once per instruction set (x86-64:
-/// AVX-512, AVX2 and the baseline; elsewhere the baseline); ext.cpp picks the one the CPU has at
+/// AVX-512, AVX2 and the baseline; elsewhere the baseline); fused.cpp picks the one the CPU has at
 /// run time. Always optimised: a test build at -O0 would time and test loops nobody runs.
 fn compile_bn_relu_kernels() {
     let out = std::path::PathBuf::from(std::env::var("OUT_DIR").expect("cargo sets OUT_DIR"));

@@ -1,12 +1,12 @@
-// The loops of the fused BatchNorm -> (+ shortcut) -> ReLU training op (csrc/ext.cpp holds the
+// The loops of the fused BatchNorm -> (+ shortcut) -> ReLU training op (csrc/fused.cpp holds the
 // op itself: its autograd function, threads and statistics). Activations are channels-last, so a
 // tensor is `rows` (N*H*W) rows of `channels` values, and every loop runs over a block of rows
 // with the channel as the innermost, vectorised index. `bf16` says whether activations are
 // bfloat16 (else float32); every sum and parameter is float32 (a block's sums) or float64 (their
-// total, in ext.cpp).
+// total, in fused.cpp).
 //
 // bn_relu_kernels.cpp is compiled once per instruction set (AVX-512, AVX2, baseline x86-64; the
-// baseline only on other architectures) and ext.cpp picks the table the CPU supports at run time,
+// baseline only on other architectures) and fused.cpp picks the table the CPU supports at run time,
 // as PyTorch's own kernels do.
 #pragma once
 #include <cstdint>

@@ -1,13 +1,13 @@
 //! `resnext bench`: measured images per second of the real training step, of evaluation and
 //! of the data path alone. The README's performance figures come from this command.
-use crate::batches::PassPlan;
 use crate::compute::{Compute, ComputeRequest};
 use crate::config::Experiment;
 use crate::data::{self, Cifar10, Normalizer, Split, RECORDS_PER_FILE};
 use crate::host;
-use crate::learner::Learner;
-use crate::scores;
-use crate::torch_ext;
+use crate::torch_ext::recorder;
+use crate::train::batches::PassPlan;
+use crate::train::learner::Learner;
+use crate::train::scoring;
 use anyhow::Result;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
@@ -44,10 +44,10 @@ pub enum Mode {
 
 pub fn run(request: &BenchRequest) -> Result<String> {
     let experiment = &request.experiment;
-    let compute = Compute::new(&request.compute, experiment.precision)?;
+    let compute = Compute::new(&request.compute, request.compute.precision_for(experiment))?;
     let device = compute.device;
     let batch = request.batch.unwrap_or(match request.mode {
-        Mode::Eval => scores::default_batch(device),
+        Mode::Eval => scoring::default_batch(device),
         _ => experiment.batch_size,
     });
     let (steps, warmup, mode) = (request.steps, request.warmup, request.mode);
@@ -81,13 +81,13 @@ pub fn run(request: &BenchRequest) -> Result<String> {
             seconds.push(start.elapsed().as_secs_f64());
         }
     }
-    let (_, ops) = torch_ext::count_ops(|| sync(device, &one_step(warmup + steps)));
+    let (_, ops) = recorder::count_ops(|| sync(device, &one_step(warmup + steps)));
     let profile = match request.profile {
         0 => String::new(),
         n => {
             let first = warmup + steps + 1;
             let (_, records) =
-                torch_ext::record_ops(|| (first..first + n).for_each(|step| sync(device, &one_step(step))));
+                recorder::record_ops(|| (first..first + n).for_each(|step| sync(device, &one_step(step))));
             profile_table(&records, n)
         }
     };
@@ -145,7 +145,7 @@ pub fn op_class(name: &str) -> &'static str {
 
 /// Self time by operator class and the ten slowest operators, per step, as lines after the
 /// RESULT line.
-fn profile_table(records: &[torch_ext::OpRecord], steps: usize) -> String {
+fn profile_table(records: &[recorder::OpRecord], steps: usize) -> String {
     let total: f64 = records.iter().map(|r| r.self_time.as_secs_f64()).sum();
     let per_step_ms = |seconds: f64| seconds * 1000.0 / steps as f64;
     let mut classes: Vec<(&str, f64)> = Vec::new();
@@ -217,7 +217,7 @@ pub fn peak_rss_mib() -> f64 {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::torch_ext::OpRecord;
+    use crate::torch_ext::recorder::OpRecord;
     use std::time::Duration;
 
     #[test]

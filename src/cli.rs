@@ -9,10 +9,10 @@ use resnext::compute::{self, ComputeRequest};
 use resnext::config::{Experiment, Precision};
 use resnext::data;
 use resnext::eval::EvalRequest;
-use resnext::experiments;
-use resnext::plot::XAxis;
-use resnext::report::ReportRequest;
-use resnext::run_dir::{CheckpointName, DataLimits};
+use resnext::runs::run_dir::{CheckpointName, DataLimits};
+use resnext::study::curves::XAxis;
+use resnext::study::lookup;
+use resnext::study::report::ReportRequest;
 use resnext::torch_ext::MemoryFormat;
 use resnext::train::{Seed, Start, TrainRequest};
 use std::path::PathBuf;
@@ -93,8 +93,13 @@ pub enum Command {
 pub struct InfoArgs {
     /// Print only the number of CUDA devices libtorch sees (honouring CUDA_VISIBLE_DEVICES),
     /// for scripts.
-    #[arg(long)]
+    #[arg(long, conflicts_with = "json")]
     pub gpus: bool,
+    /// Print the same facts as JSON, for scripts: resnext, libtorch (built against, loaded, from
+    /// where), cuda (runtime, cuDNN, driver, available, device count), gpus (index, name,
+    /// memory, compute capability, native bf16) and cpu (model, native bf16, threads, cores).
+    #[arg(long)]
+    pub json: bool,
 }
 
 #[derive(Subcommand)]
@@ -144,7 +149,7 @@ pub struct ExperimentArgs {
 
 impl ExperimentArgs {
     pub fn load(&self) -> anyhow::Result<Experiment> {
-        experiments::load(&self.experiment, &self.set)
+        lookup::load(&self.experiment, &self.set)
     }
 }
 
@@ -268,9 +273,9 @@ pub struct TrainArgs {
 }
 
 impl TrainArgs {
-    pub fn request(&self) -> TrainRequest {
-        TrainRequest {
-            experiment: self.experiment.experiment.clone(),
+    pub fn request(&self) -> anyhow::Result<TrainRequest> {
+        Ok(TrainRequest {
+            experiment: self.experiment.load()?,
             overrides: self.experiment.set.clone(),
             epochs: self.epochs,
             limits: DataLimits { train_limit: self.train_limit, test_limit: self.test_limit },
@@ -289,7 +294,7 @@ impl TrainArgs {
                 (false, true) => Start::Force,
                 (false, false) => Start::New,
             },
-        }
+        })
     }
 }
 

@@ -2,7 +2,7 @@
 //! libtorch's process-wide switches (cuDNN benchmark, TF32). Every setting whose best value
 //! depends on the device is a field with that device's default, so the tests can run the
 //! CUDA-shaped code on a CPU.
-use crate::config::Precision;
+use crate::config::{Experiment, Precision};
 use crate::gpus;
 use crate::host;
 use crate::torch_ext::{self, MemoryFormat};
@@ -33,7 +33,7 @@ pub fn parse_device(spec: &str) -> Result<Device> {
 }
 
 /// What a command was asked for; `None` leaves the choice to the device's default (or, for the
-/// precision, to the experiment's config).
+/// precision, to the experiment's config: [`ComputeRequest::precision_for`]).
 #[derive(Debug, Clone)]
 pub struct ComputeRequest {
     pub device: Device,
@@ -45,6 +45,13 @@ pub struct ComputeRequest {
 }
 
 impl ComputeRequest {
+    /// The precision a run of `experiment` computes in: the one asked for, else its config's.
+    /// (Resolved here only: `train` records it in the run's config, the other commands pass it
+    /// to [`Compute::new`].)
+    pub fn precision_for(&self, experiment: &Experiment) -> Precision {
+        self.precision.unwrap_or(experiment.precision)
+    }
+
     /// The CPU with every default.
     pub fn cpu() -> Self {
         ComputeRequest {
@@ -68,14 +75,14 @@ pub struct Compute {
     pub cudnn_benchmark: bool,
     pub tf32: bool,
     /// Training's BatchNorm -> ReLU and BatchNorm -> + shortcut -> ReLU as one op each, with
-    /// its own backward (`torch_ext::batch_norm_relu`): the same function in fewer passes over
+    /// its own backward (`torch_ext::fused::batch_norm_relu`): the same function in fewer passes over
     /// the activations. CPU only; CUDA keeps libtorch's kernels until the op is measured there.
     pub fused_batch_norm: bool,
 }
 
 impl Compute {
-    /// The settings `request` resolves to for a run whose config says `precision`; sets
-    /// libtorch's process-wide switches to them.
+    /// The settings `request` resolves to, computing in `precision` (see
+    /// [`ComputeRequest::precision_for`]); sets libtorch's process-wide switches to them.
     pub fn new(request: &ComputeRequest, precision: Precision) -> Result<Self> {
         let cuda = request.device.is_cuda();
         if cuda && request.fused_batch_norm == Some(true) {
@@ -83,7 +90,7 @@ impl Compute {
         }
         let compute = Compute {
             device: request.device,
-            precision: request.precision.unwrap_or(precision),
+            precision,
             // CUDA keeps NCHW until channels-last is measured faster there (README, Performance).
             memory_format: request.memory_format.unwrap_or(if cuda {
                 MemoryFormat::Contiguous

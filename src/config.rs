@@ -1,5 +1,5 @@
 //! Experiment configs: one JSON object per run (the shipped ones are in the studies of
-//! `experiments/`, found by name through [`crate::experiments`]).
+//! `experiments/`, found by name through [`crate::study::lookup`]).
 //!
 //! Every field of the blog's recipe is spelled out in the file, so a run folder's saved
 //! `config.json` says exactly what was trained. Unknown fields are rejected (a typo must not
@@ -66,6 +66,11 @@ pub struct Experiment {
     /// Seeds the weights, the per-epoch shuffles and the augmentation draws.
     pub seed: u64,
 }
+
+/// Run k of an experiment (`resnext train --repeat k`, run-all's `--seeds`) trains with its
+/// config's seed + `SEED_STRIDE` k. A study keeps its configs' seeds distinct and below it
+/// ([`crate::study`]), so no two runs of a study share a seed.
+pub const SEED_STRIDE: u64 = 1000;
 
 fn every_epoch() -> usize {
     1
@@ -328,6 +333,11 @@ impl Experiment {
         );
         ensure!(a.cutout <= 32, "field `augmentation.cutout` is a square side in pixels, at most 32, got {}", a.cutout);
         Ok(())
+    }
+
+    /// The seed of run `k` (from 0) of this experiment: the config's seed + [`SEED_STRIDE`] k.
+    pub fn repeat_seed(&self, k: u64) -> u64 {
+        self.seed + SEED_STRIDE * k
     }
 
     /// The training images of a run with this config and `--train-limit` `train_limit`:

@@ -5,8 +5,10 @@ mod cli;
 use anyhow::Result;
 use clap::Parser;
 use cli::{Cli, Command, DataCommand};
-use resnext::study::{self, Study};
-use resnext::{data, download, eval, export, host, info, pack, plot, predict, report, summary, tensorboard, train};
+use resnext::data::{self, download, pack};
+use resnext::model::summary;
+use resnext::study::{self, figures, report, Study};
+use resnext::{eval, export, host, info, predict, tensorboard, train};
 
 fn main() {
     // Output piped into a reader that stops early (`resnext info | head`) ends us quietly, as it
@@ -27,7 +29,8 @@ fn main() {
 fn dispatch(command: Command) -> Result<i32> {
     match command {
         Command::Info(args) if args.gpus => println!("{}", tch::Cuda::device_count()),
-        Command::Info(_) => println!("{}", info::report()),
+        Command::Info(args) if args.json => println!("{}", info::Info::gather().to_json()),
+        Command::Info(_) => println!("{}", info::Info::gather().to_text()),
         Command::Summary(args) => {
             let experiment = args.load()?;
             print!("{}", summary::format(&experiment.name, &summary::rows(&experiment.model)));
@@ -46,13 +49,13 @@ fn dispatch(command: Command) -> Result<i32> {
             println!("{}: {:.1} MB in all; use --data-dir {0}", args.to.display(), total as f64 / 1e6);
         }
         Command::Train(args) => {
-            if let train::Outcome::Interrupted = train::run(&args.request())? {
+            if let train::Outcome::Interrupted = train::run(&args.request()?)? {
                 return Ok(130);
             }
         }
         Command::Eval(args) => println!("{}", eval::run(&args.request())?.to_text()),
         Command::Plot(args) => {
-            for path in plot::plot(&args.paths, args.study.study.as_deref(), &args.out, args.x)? {
+            for path in figures::plot(&args.paths, args.study.study.as_deref(), &args.out, args.x)? {
                 println!("wrote {}", path.display());
             }
         }
@@ -65,7 +68,7 @@ fn dispatch(command: Command) -> Result<i32> {
             }
             Some(reference) => print!("{}", Study::find(reference)?.describe()),
         },
-        Command::Report(args) => println!("{}", report::summary(&report::run(&args.request())?)),
+        Command::Report(args) => println!("{}", report::run(&args.request())?.summary()),
         Command::Export(args) => {
             let (model, meta) = export::export(&args.run, args.out.as_deref(), args.checkpoint.checkpoint)?;
             println!("wrote {} (TorchScript) and {} (input constants, class names)", model.display(), meta.display());

@@ -1,8 +1,8 @@
 //! `resnext predict`: the top-3 classes of any PNG or JPEG, resized to 32x32 when needed.
 use crate::compute::ComputeRequest;
 use crate::data::{self, Normalizer};
-use crate::run_dir::{CheckpointName, RunDir};
-use crate::trained_run::TrainedRun;
+use crate::runs::run_dir::{CheckpointName, RunDir};
+use crate::runs::trained_run::TrainedRun;
 use anyhow::{Context, Result};
 use std::path::{Path, PathBuf};
 use tch::{Kind, Tensor};

@@ -1,14 +1,14 @@
 //! `resnext tensorboard`: an event log from `metrics.csv` for every run given (or found one
 //! level below a results folder) that has none, or for all with `--force`, keeping the step
 //! scalars of the logs it replaces (metrics.csv has none). The log's format is
-//! [`crate::event_log`]'s.
-use crate::event_log::{event_files, read, wall_times_ending_at, EventLog, StepScalars};
-use crate::metrics;
-use crate::results;
-use crate::run_dir::{RunDir, METRICS};
+//! [`crate::runs::event_log`]'s.
+use crate::clock;
+use crate::runs::event_log::{event_files, read, wall_times_ending_at, EventLog, StepScalars};
+use crate::runs::metrics;
+use crate::runs::results;
+use crate::runs::run_dir::{RunDir, METRICS};
 use anyhow::{ensure, Context, Result};
 use std::path::{Path, PathBuf};
-use std::time::UNIX_EPOCH;
 
 /// Writes the logs (see the module's doc) for `paths`. Prints a line per run; runs that could
 /// not be written are reported and fail the command at the end.
@@ -32,7 +32,7 @@ pub fn backfill(paths: &[PathBuf], force: bool) -> Result<()> {
 }
 
 /// `path` itself when it is a run folder, else the run folders in it (one level below, or in
-/// the `seed-<k>` folders of an experiment folder: either layout of [`crate::results`]).
+/// the `seed-<k>` folders of an experiment folder: either layout of [`crate::runs::results`]).
 fn runs_in(path: &Path) -> Result<Vec<RunDir>> {
     if RunDir::new(path).holds_run() {
         return Ok(vec![RunDir::new(path)]);
@@ -77,7 +77,7 @@ fn backfill_run(run: &RunDir, force: bool) -> Result<String> {
     let modified = std::fs::metadata(run.metrics())
         .and_then(|m| m.modified())
         .with_context(|| format!("cannot read the modification time of {}", run.metrics().display()))?;
-    let end = modified.duration_since(UNIX_EPOCH).map_or(0.0, |d| d.as_secs_f64());
+    let end = clock::unix_seconds_of(modified);
     let log = EventLog::rewrite(&run.tensorboard(), &rows, &wall_times_ending_at(&rows, end), &steps)?;
     let replaced = match old.len() {
         0 => String::new(),

@@ -37,3 +37,60 @@ pub fn tiny_experiment(overrides: &[&str]) -> crate::config::Experiment {
 pub fn cpu_compute() -> crate::compute::Compute {
     crate::compute::Compute::new(&crate::compute::ComputeRequest::cpu(), crate::config::Precision::Fp32).unwrap()
 }
+
+/// A run's curves as a CSV would give them: `epochs` rows of tiny.json with `lr_schedule`, each
+/// a minute long, in an epoch of `steps_per_epoch` steps.
+pub fn run_curves(lr_schedule: &str, epochs: usize, steps_per_epoch: usize) -> crate::study::curves::RunCurves {
+    let mut experiment = tiny_experiment(&[&format!("lr_schedule={lr_schedule}")]);
+    experiment.epochs = epochs;
+    let row = |epoch| crate::runs::metrics::EpochRow {
+        epoch,
+        loss: 1.0,
+        accuracy: 0.5,
+        val_loss: 1.0,
+        val_accuracy: 0.5,
+        lr: 0.0,
+        ce_loss: 1.0,
+        val_ce_loss: 1.0,
+        epoch_seconds: 60.0,
+        images_per_second: 100.0,
+        test_loss: None,
+        test_accuracy: None,
+    };
+    crate::study::curves::RunCurves {
+        name: lr_schedule.to_string(),
+        rows: (0..epochs).map(row).collect(),
+        experiment,
+        steps_per_epoch,
+    }
+}
+
+/// A one-cycle rule and a step rule, as `lr_schedule` JSON.
+pub const ONE_CYCLE: &str =
+    r#"{"rule": "one_cycle", "pct_start": 0.25, "div_factor": 10, "final_div_factor": 100, "down": "linear"}"#;
+pub const STEP: &str = r#"{"rule": "step", "boundaries": [3], "values": [0.05, 0.01]}"#;
+
+/// A fresh Keras BatchNorm's variables: gamma 1, beta 0, moving mean 0 and variance 1.
+pub struct UnitBatchNorm([tch::Tensor; 4]);
+
+impl UnitBatchNorm {
+    pub fn new(channels: i64) -> Self {
+        let ones = || tch::Tensor::ones([channels], (tch::Kind::Float, tch::Device::Cpu));
+        let zeros = || tch::Tensor::zeros([channels], (tch::Kind::Float, tch::Device::Cpu));
+        UnitBatchNorm([ones(), zeros(), zeros(), ones()])
+    }
+
+    pub fn state(&self) -> crate::torch_ext::fused::BatchNormState<'_> {
+        let [gamma, beta, running_mean, running_var] = &self.0;
+        let instruction_set = crate::torch_ext::fused::InstructionSet::Best;
+        crate::torch_ext::fused::BatchNormState {
+            gamma,
+            beta,
+            running_mean,
+            running_var,
+            momentum: 0.99,
+            eps: 1e-3,
+            instruction_set,
+        }
+    }
+}

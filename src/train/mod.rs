@@ -8,23 +8,32 @@
 //! ReduceLROnPlateau see `val_loss` -> the epoch's record (best weights by `val_accuracy`,
 //! checkpoint, CSV row, event log: [`record`]). The test set's own scores are written down and
 //! read by nothing else. A pass's shuffle and augmentation come from (seed, pass) alone
-//! ([`crate::batches`]), so a resumed run continues exactly as an uninterrupted one.
+//! ([`crate::train::batches`]), so a resumed run continues exactly as an uninterrupted one.
+pub mod augment;
+pub mod batches;
+pub mod ema;
+pub mod learner;
+pub mod optim;
 pub mod plan;
 pub mod record;
+pub mod schedule;
+pub mod scoring;
+pub mod step_stats;
 
 pub use plan::{Seed, Start, TrainRequest};
 
-use crate::batches::BatchStream;
+use crate::clock;
 use crate::compute::Compute;
 use crate::config::Experiment;
 use crate::data::{Cifar10, Split};
-use crate::event_log::{self, StepScalars};
-use crate::learner::Learner;
-use crate::metrics::EpochRow;
 use crate::progress::EpochProgress;
-use crate::schedule::Clock;
-use crate::scores::{self, Scoring};
-use crate::step_stats::EpochTally;
+use crate::runs::event_log::StepScalars;
+use crate::runs::metrics::EpochRow;
+use crate::train::batches::BatchStream;
+use crate::train::learner::Learner;
+use crate::train::schedule::Clock;
+use crate::train::scoring::Scoring;
+use crate::train::step_stats::EpochTally;
 use anyhow::{bail, ensure, Context, Result};
 use plan::RunPlan;
 use record::{Record, TrainState};
@@ -98,14 +107,14 @@ pub fn run(request: &TrainRequest) -> Result<Outcome> {
     let fresh_rule = TrainState::new(experiment).lr_rule;
     fresh_rule.check_length(steps_per_epoch, experiment.epochs).context("in the run's config")?;
     let mut learner = Learner::new(experiment, &compute);
-    let state = match plan.resume {
+    let mut state = match plan.resume {
         true => TrainState::restore(&plan.dir, &mut learner)?,
         false => TrainState::new(experiment),
     };
     let _lock = plan.record(&format!("{}; {}", compute.machine(), compute.describe()))?;
-    let mut record = Record::open(&plan.dir, state, plan.resume, splits.test.is_some())?;
+    let mut record = Record::open(&plan.dir, &state, plan.resume, splits.test.is_some())?;
     if plan.resume {
-        println!("resuming {} at epoch {} step {}", plan.dir.path().display(), record.state.epoch, record.state.step);
+        println!("resuming {} at epoch {} step {}", plan.dir.path().display(), state.epoch, state.step);
     }
     let scoring = Scoring::of(experiment, request.eval_batch, compute.device);
     let sync_every = request.sync_every.unwrap_or(default_sync_every(compute.device));
@@ -119,7 +128,7 @@ pub fn run(request: &TrainRequest) -> Result<Outcome> {
         splits.describe(),
         experiment.batch_size,
         steps_per_epoch,
-        record.state.epoch,
+        state.epoch,
         experiment.epochs,
         plan.dir.path().display()
     );
@@ -129,10 +138,10 @@ pub fn run(request: &TrainRequest) -> Result<Outcome> {
     install_stop_handler();
     let trainer = Trainer { experiment, splits: &splits, compute: &compute, scoring, sync_every, steps_per_epoch };
     let mut stream = BatchStream::new(experiment, &train, compute.device);
-    while record.state.epoch < experiment.epochs {
-        let end = trainer.train_epoch(&mut record, &mut learner, &mut stream)?;
+    while state.epoch < experiment.epochs {
+        let end = trainer.train_epoch(&mut state, &mut record, &mut learner, &mut stream)?;
         // A stop asked for during evaluation takes effect here, at the epoch boundary.
-        if matches!(end, EpochEnd::Interrupted) || (stop_requested() && record.state.epoch < experiment.epochs) {
+        if matches!(end, EpochEnd::Interrupted) || (stop_requested() && state.epoch < experiment.epochs) {
             return Ok(Outcome::Interrupted);
         }
     }
@@ -179,27 +188,32 @@ struct Trainer<'a> {
 
 impl Trainer<'_> {
     /// Trains one epoch (or its rest, after a mid-epoch resume), evaluates and records it.
-    fn train_epoch(&self, record: &mut Record, learner: &mut Learner, stream: &mut BatchStream) -> Result<EpochEnd> {
-        let (epoch, steps) = (record.state.epoch, self.steps_per_epoch);
-        record.state.lr_rule.start_epoch(epoch);
+    fn train_epoch(
+        &self,
+        state: &mut TrainState,
+        record: &mut Record,
+        learner: &mut Learner,
+        stream: &mut BatchStream,
+    ) -> Result<EpochEnd> {
+        let (epoch, steps) = (state.epoch, self.steps_per_epoch);
+        state.lr_rule.start_epoch(epoch);
         let clock = |step| Clock { epoch, step, steps_per_epoch: steps, epochs: self.experiment.epochs };
-        let mut tally =
-            EpochTally::new(steps, record.state.step, &record.state.partial, learner.sgd.l2(), self.compute.device);
+        let mut tally = EpochTally::new(steps, state.step, &state.partial, learner.sgd.l2(), self.compute.device);
         let label = format!("epoch {}/{}", epoch + 1, self.experiment.epochs);
-        let progress = EpochProgress::new(label, steps, record.state.step);
-        for step in record.state.step..steps {
+        let progress = EpochProgress::new(label, steps, state.step);
+        for step in state.step..steps {
             let (images, labels) = stream.batch(clock(step).global());
-            let lr = record.state.lr_rule.lr(clock(step));
+            let lr = state.lr_rule.lr(clock(step));
             let stats = learner.step(&images, &labels, lr, clock(step).global(), self.compute);
             tally.record(step, stats);
             let done = step + 1;
             let stop = stop_requested() && done < steps;
             if done % self.sync_every == 0 || done == steps || stop {
-                self.sync(&mut tally, stream, clock, record, done)?;
+                self.sync(&mut tally, stream, clock, state, record, done)?;
                 progress.update(done, &tally.progress_message());
             }
             if stop {
-                record.interrupt(learner, tally.sums().clone(), done)?;
+                record.interrupt(state, learner, tally.sums().clone(), done)?;
                 progress.finish(&format!(
                     "interrupted at epoch {epoch} step {done}: checkpoint {} written; continue with --resume",
                     record.last_checkpoint().display()
@@ -207,18 +221,18 @@ impl Trainer<'_> {
                 return Ok(EpochEnd::Interrupted);
             }
         }
-        self.sync(&mut tally, stream, clock, record, steps)?;
+        self.sync(&mut tally, stream, clock, state, record, steps)?;
         // The CSV's lr is the one at the epoch's start, as Keras's logs have it.
-        let row = self.evaluate_epoch(&record.state, learner, &tally, record.state.lr_rule.lr(clock(0)));
+        let row = self.evaluate_epoch(state, learner, &tally, state.lr_rule.lr(clock(0)));
         ensure!(
             row.val_loss.is_finite(),
             "epoch {epoch}: validation loss is {}; the last good checkpoint {} is kept",
             row.val_loss,
             record.last_checkpoint().display()
         );
-        let lr_changed = record.state.lr_rule.on_epoch_end(row.val_loss);
-        record.end_epoch(learner, self.experiment, &row)?;
-        let new_lr = if lr_changed { format!(" -> {:.3e}", record.state.lr_rule.lr) } else { String::new() };
+        let lr_changed = state.lr_rule.on_epoch_end(row.val_loss);
+        record.end_epoch(state, learner, self.experiment, &row)?;
+        let new_lr = if lr_changed { format!(" -> {:.3e}", state.lr_rule.lr) } else { String::new() };
         let test = match row.test_accuracy {
             Some(accuracy) => format!(" test_accuracy {accuracy:.4}"),
             None => String::new(),
@@ -246,6 +260,7 @@ impl Trainer<'_> {
         tally: &mut EpochTally,
         stream: &BatchStream,
         clock: impl Fn(usize) -> Clock,
+        state: &mut TrainState,
         record: &mut Record,
         done: usize,
     ) -> Result<()> {
@@ -253,7 +268,7 @@ impl Trainer<'_> {
             bail!(
                 "training diverged: the loss is not finite at epoch {} step {bad} (lr too high?); \
                  the last good checkpoint {} is kept",
-                record.state.epoch,
+                state.epoch,
                 record.last_checkpoint().display()
             )
         })?;
@@ -261,15 +276,15 @@ impl Trainer<'_> {
         if every == 0 {
             return Ok(());
         }
-        let wall_time = event_log::now();
-        let rule = &record.state.lr_rule;
+        let wall_time = clock::unix_seconds();
+        let rule = &state.lr_rule;
         let logged: Vec<StepScalars> = losses
             .into_iter()
             .map(|(step, loss)| (clock(step), loss))
             .filter(|(at, _)| at.global() % every == 0)
             .map(|(at, loss)| StepScalars { step: at.global() as u64, loss, lr: rule.lr(at), wall_time })
             .collect();
-        record.log_steps(logged)
+        record.log_steps(state, logged)
     }
 
     /// The epoch's CSV row: training sums plus a pass over the validation data (and the test
@@ -280,10 +295,10 @@ impl Trainer<'_> {
     fn evaluate_epoch(&self, state: &TrainState, learner: &Learner, tally: &EpochTally, lr: f64) -> EpochRow {
         let network = learner.inference_network();
         let l2 = self.experiment.optimizer.l2;
-        let scores = scores::score(network, &self.splits.validation, self.compute, self.scoring);
+        let scores = scoring::score(network, &self.splits.validation, self.compute, self.scoring);
         let test = (self.splits.test.as_ref())
             .filter(|_| self.experiment.tests_after(state.epoch))
-            .map(|test| scores::score(network, test, self.compute, self.scoring));
+            .map(|test| scoring::score(network, test, self.compute, self.scoring));
         let sums = tally.sums();
         let n = sums.seen as f64;
         EpochRow {

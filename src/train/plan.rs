@@ -3,20 +3,19 @@
 //! the data limits, the run folder and whether the run continues.
 use crate::compute::ComputeRequest;
 use crate::config::Experiment;
-use crate::experiments;
-use crate::metrics;
-use crate::run_dir::{DataLimits, RunDir};
-use crate::run_lock::RunLock;
-use crate::study;
+use crate::runs::metrics;
+use crate::runs::run_dir::{DataLimits, RunDir};
+use crate::runs::run_lock::RunLock;
 use anyhow::{ensure, Context, Result};
 use std::path::{Path, PathBuf};
 
 /// What `resnext train` is asked to do.
 #[derive(Debug, Clone)]
 pub struct TrainRequest {
-    /// An experiment name or a config path (see [`crate::experiments::load`]).
-    pub experiment: String,
-    /// `--set key=value` edits of the config.
+    /// The experiment, its `--set` edits applied (a resumed run checks them against its saved
+    /// config).
+    pub experiment: Experiment,
+    /// The `--set key=value` edits.
     pub overrides: Vec<String>,
     pub epochs: Option<usize>,
     pub limits: DataLimits,
@@ -24,7 +23,7 @@ pub struct TrainRequest {
     pub out: Option<PathBuf>,
     pub data_dir: PathBuf,
     pub compute: ComputeRequest,
-    /// Images per evaluation batch [default: [`crate::scores::default_batch`]].
+    /// Images per evaluation batch [default: [`crate::train::scoring::default_batch`]].
     pub eval_batch: Option<usize>,
     /// Read the step stats back every this many steps [default: [`super::default_sync_every`]].
     pub sync_every: Option<usize>,
@@ -39,7 +38,7 @@ pub enum Seed {
     FromConfig,
     /// This one (`--seed`).
     Exactly(u64),
-    /// Run k of the experiment: the config's seed + [`study::SEED_STRIDE`] k (`--repeat`).
+    /// Run k of the experiment: [`Experiment::repeat_seed`] (`--repeat`).
     Repeat(u64),
 }
 
@@ -70,21 +69,19 @@ pub struct RunPlan {
 impl RunPlan {
     /// Resolves the config and checks that the run folder may be used.
     pub fn new(request: &TrainRequest) -> Result<Self> {
-        let loaded = experiments::load(&request.experiment, &request.overrides)?;
+        let loaded = request.experiment.clone();
         let dir = RunDir::new(request.out.clone().unwrap_or_else(|| Path::new("results").join(&loaded.name)));
         // A repeat's seed counts from the config's, also when a resume checks the saved one.
         let seed = match request.seed {
             Seed::FromConfig => None,
             Seed::Exactly(seed) => Some(seed),
-            Seed::Repeat(k) => Some(loaded.seed + study::SEED_STRIDE * k),
+            Seed::Repeat(k) => Some(loaded.repeat_seed(k)),
         };
         let edit = |mut experiment: Experiment| {
             if let Some(seed) = seed {
                 experiment.seed = seed;
             }
-            if let Some(precision) = request.compute.precision {
-                experiment.precision = precision;
-            }
+            experiment.precision = request.compute.precision_for(&experiment);
             experiment
         };
         let resuming = request.start == Start::Resume;

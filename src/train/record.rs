@@ -1,17 +1,18 @@
-//! The training record: what the loop remembers between steps ([`TrainState`]) and the files
-//! that keep it, written in one order at the end of every epoch: the best weights, then the
+//! The training record: what the loop remembers between steps ([`TrainState`], the loop's own)
+//! and the files that keep it, handed the state whenever they save it, written in one order at the end of every epoch: the best weights, then the
 //! checkpoint (`last.safetensors`, the truth), then the epoch's row in metrics.csv, then its
 //! points in the TensorBoard event log. Every start rewrites the CSV and the event log from the
 //! checkpoint's history, so a crash between any two writes loses nothing (a redone epoch
 //! reproduces the same weights), and nothing written after the checkpoint survives a resume.
-use crate::checkpoint::{Checkpoint, EMA, MODEL, VELOCITY};
+use crate::clock;
 use crate::config::Experiment;
-use crate::event_log::{self, EventLog, StepScalars};
-use crate::learner::Learner;
-use crate::metrics::{self, EpochRow};
-use crate::run_dir::RunDir;
-use crate::schedule::LrRule;
-use crate::step_stats::EpochSums;
+use crate::runs::checkpoint::{Checkpoint, EMA, MODEL, VELOCITY};
+use crate::runs::event_log::{EventLog, StepScalars};
+use crate::runs::metrics::{self, EpochRow};
+use crate::runs::run_dir::RunDir;
+use crate::train::learner::Learner;
+use crate::train::schedule::LrRule;
+use crate::train::step_stats::EpochSums;
 use anyhow::{ensure, Context, Result};
 use serde::{Deserialize, Serialize};
 use std::path::Path;
@@ -76,10 +77,9 @@ impl TrainState {
     }
 }
 
-/// A run's training record, open for the epochs to come.
+/// A run's training record, open for the epochs to come: its files.
 pub struct Record<'a> {
     dir: &'a RunDir,
-    pub state: TrainState,
     events: EventLog,
     test_columns: bool,
 }
@@ -89,12 +89,12 @@ impl<'a> Record<'a> {
     /// rewritten from its checkpoint's history, and so is one left by a run whose checkpoint is
     /// gone (a new run's is left to its first epoch; its header has the test columns when
     /// `test_columns`); the event log is always rewritten.
-    pub fn open(dir: &'a RunDir, state: TrainState, resumed: bool, test_columns: bool) -> Result<Self> {
+    pub fn open(dir: &'a RunDir, state: &TrainState, resumed: bool, test_columns: bool) -> Result<Self> {
         if resumed || dir.metrics().exists() {
             metrics::rewrite(&dir.metrics(), &state.history, test_columns)?;
         }
         let events = EventLog::rewrite(&dir.tensorboard(), &state.history, &state.wall_times, &state.step_scalars)?;
-        Ok(Record { dir, state, events, test_columns })
+        Ok(Record { dir, events, test_columns })
     }
 
     /// The run's checkpoint, which every error that stops training names as what is kept.
@@ -102,20 +102,25 @@ impl<'a> Record<'a> {
         self.dir.last()
     }
 
-    /// Logs step scalars to the event log and keeps them for the next rewrite.
-    pub fn log_steps(&mut self, steps: Vec<StepScalars>) -> Result<()> {
+    /// Logs step scalars to the event log, and keeps them in `state` for the next rewrite.
+    pub fn log_steps(&mut self, state: &mut TrainState, steps: Vec<StepScalars>) -> Result<()> {
         self.events.append_steps(&steps)?;
-        self.state.step_scalars.extend(steps);
+        state.step_scalars.extend(steps);
         Ok(())
     }
 
-    /// Ends the epoch `row` describes: the state moves to the next epoch, then the best weights
+    /// Ends the epoch `row` describes: `state` moves to the next epoch, then the best weights
     /// (when `row` is the best so far), the checkpoint, the CSV row and the event log's points
     /// are written, in that order.
-    pub fn end_epoch(&mut self, learner: &Learner, experiment: &Experiment, row: &EpochRow) -> Result<()> {
-        let state = &mut self.state;
+    pub fn end_epoch(
+        &mut self,
+        state: &mut TrainState,
+        learner: &Learner,
+        experiment: &Experiment,
+        row: &EpochRow,
+    ) -> Result<()> {
         let is_best = state.best_val_accuracy.is_none_or(|best| row.val_accuracy > best);
-        let wall_time = event_log::now();
+        let wall_time = clock::unix_seconds();
         state.history.push(row.clone());
         state.wall_times.push(wall_time);
         (state.epoch, state.step, state.partial) = (state.epoch + 1, 0, EpochSums::default());
@@ -129,9 +134,9 @@ impl<'a> Record<'a> {
     }
 
     /// Checkpoints a run stopped after `step` steps of its epoch, whose sums so far are `sums`.
-    pub fn interrupt(&mut self, learner: &Learner, sums: EpochSums, step: usize) -> Result<()> {
-        (self.state.partial, self.state.step) = (sums, step);
-        save_training(&self.dir.last(), &self.state, learner)
+    pub fn interrupt(&mut self, state: &mut TrainState, learner: &Learner, sums: EpochSums, step: usize) -> Result<()> {
+        (state.partial, state.step) = (sums, step);
+        save_training(&self.dir.last(), state, learner)
     }
 }
 

@@ -35,6 +35,25 @@ fn info_reports_libtorch_and_cuda() {
 }
 
 #[test]
+fn info_json_names_the_libtorch_the_devices_and_the_cpu_for_scripts() {
+    let output = run_resnext(&["info", "--json"]);
+    assert!(output.status.success(), "{}", stderr(&output));
+    let info: serde_json::Value = serde_json::from_str(&stdout(&output)).expect("valid JSON");
+    let built = resnext::host::LIBTORCH_VERSION;
+    assert_eq!(info["libtorch"]["built_against"], built);
+    assert_eq!(info["libtorch"]["loaded"], built, "the build's libtorch, found by the rpath");
+    let folder = info["libtorch"]["loaded_from"].as_str().unwrap();
+    assert!(std::path::Path::new(folder).join("libtorch_cpu.so").is_file(), "{info}");
+    let driver = resnext::gpus::driver();
+    assert_eq!(info["gpus"].as_array().unwrap().len(), driver.gpus.len());
+    assert_eq!(info["cuda"]["device_count"], tch::Cuda::device_count());
+    assert_eq!(info["cuda"]["driver_unavailable"].as_str(), driver.unavailable.as_deref());
+    assert_eq!(info["cpu"]["cores"], resnext::host::cores());
+    assert_eq!(info["cpu"]["model"].as_str(), resnext::host::cpu_model().as_deref());
+    assert_eq!(info["cpu"]["native_bf16"].as_str(), resnext::host::cpu_native_bf16());
+}
+
+#[test]
 fn summary_prints_the_keras_totals() {
     let output = run_resnext(&["summary", "my_resnext"]);
     assert!(output.status.success(), "{}", stderr(&output));

@@ -1,8 +1,8 @@
 //! Helpers for the end-to-end tests: run the real binary on real CIFAR-10.
-use resnext::checkpoint::Checkpoint;
-use resnext::event_log;
-use resnext::metrics::{self, EpochRow};
-use resnext::run_dir::{METRICS, TENSORBOARD};
+use resnext::runs::checkpoint::Checkpoint;
+use resnext::runs::event_log;
+use resnext::runs::metrics::{self, EpochRow};
+use resnext::runs::run_dir::{METRICS, TENSORBOARD};
 use resnext::train::record::TrainState;
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};

@@ -3,10 +3,10 @@
 //! each returns a value that holds what its format promises, or an error that names the file
 //! (or the `--set` / field at fault); none panics.
 use proptest::prelude::*;
-use resnext::checkpoint::Checkpoint;
 use resnext::config::Experiment;
 use resnext::data::{parse_records, read_batches, RECORD_BYTES};
-use resnext::{event_log, metrics};
+use resnext::runs::checkpoint::Checkpoint;
+use resnext::runs::{event_log, metrics};
 use std::path::{Path, PathBuf};
 
 fn valid_config() -> String {

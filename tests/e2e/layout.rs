@@ -1,5 +1,6 @@
 //! The code's layout, checked on its text: the modules import one another in one direction
-//! only (no cycle), and only the command line (`main.rs`, `cli.rs`) knows clap.
+//! only (no cycle, and no import of a higher layer: [`LAYERS`]), and only the command line
+//! (`main.rs`, `cli.rs`) knows clap.
 use crate::common::root;
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
@@ -119,6 +120,43 @@ fn the_module_graph_has_no_cycle() {
     assert!(graph["train"].contains("train::plan") && graph["cli"].contains("train"), "{graph:?}");
     if let Some(cycle) = find_cycle(&graph) {
         panic!("import cycle: {}", cycle.join(" -> "));
+    }
+}
+
+/// The layers, lowest first, by a module's first path segment (its folder, or its file at the
+/// top of `src/`): a module imports modules of its own layer and those below, never above.
+const LAYERS: [&[&str]; 10] = [
+    &["atomic_file", "clock", "gpus", "host", "progress", "torch_ext"],
+    &["data"],
+    &["config"],
+    &["compute"],
+    &["model"],
+    &["runs"],
+    &["train"],
+    &["study"],
+    &["bench", "eval", "export", "info", "predict", "tensorboard"],
+    &["cli", "main"],
+];
+
+fn layer(module: &str) -> usize {
+    let top = module.split("::").next().unwrap();
+    LAYERS.iter().position(|layer| layer.contains(&top)).unwrap_or_else(|| panic!("{module} is in no layer of LAYERS"))
+}
+
+#[test]
+fn no_module_imports_a_higher_layer() {
+    let modules = modules();
+    let known: BTreeSet<String> = modules.keys().cloned().collect();
+    let upward: Vec<String> = modules
+        .iter()
+        .flat_map(|(name, code)| imports(name, code, &known).into_iter().map(move |to| (name.clone(), to)))
+        .filter(|(from, to)| layer(to) > layer(from))
+        .map(|(from, to)| format!("{from} -> {to}"))
+        .collect();
+    assert!(upward.is_empty(), "imports up the layers: {upward:?}");
+    // Every top-level module is in a layer.
+    for module in &known {
+        layer(module);
     }
 }
 

@@ -99,5 +99,5 @@ fn evaluation_best_and_eval_all_score_the_average_with_both_views() {
 }
 
 fn checkpoint_state_json(path: &Path) -> serde_json::Value {
-    resnext::checkpoint::Checkpoint::load(path).unwrap().state
+    resnext::runs::checkpoint::Checkpoint::load(path).unwrap().state
 }

@@ -5,8 +5,8 @@
 //! hold exactly the numbers of their CSVs.
 use crate::common::*;
 use resnext::config::Experiment;
-use resnext::metrics::{self, EpochRow};
-use resnext::run_lock::RunLock;
+use resnext::runs::metrics::{self, EpochRow};
+use resnext::runs::run_lock::RunLock;
 use serde_json::Value;
 use std::path::Path;
 

@@ -205,7 +205,7 @@ fn a_checkpoint_of_an_older_format_is_refused_by_name_and_changes_nothing() {
     for name in ["last.safetensors", "best.safetensors"] {
         let path = run.join(name);
         let bytes = std::fs::read(&path).unwrap();
-        let format = resnext::checkpoint::FORMAT.as_bytes();
+        let format = resnext::runs::checkpoint::FORMAT.as_bytes();
         let at = bytes.windows(format.len()).position(|w| w == format).unwrap();
         let mut older = bytes.clone();
         older[at..at + format.len()].copy_from_slice(b"resnext-rs/1");
@@ -374,9 +374,11 @@ fn a_download_with_the_wrong_md5_is_deleted() {
     let dir = tempfile::tempdir().unwrap();
     let target = dir.path().join("cifar-10-binary.tar.gz");
     let url = serve_once(b"this is not the CIFAR-10 archive".to_vec());
-    let err =
-        format!("{:#}", resnext::download::fetch_checked(&url, &target, resnext::download::ARCHIVE_MD5).unwrap_err());
-    assert!(err.contains("md5") && err.contains(resnext::download::ARCHIVE_MD5), "{err}");
+    let err = format!(
+        "{:#}",
+        resnext::data::download::fetch_checked(&url, &target, resnext::data::download::ARCHIVE_MD5).unwrap_err()
+    );
+    assert!(err.contains("md5") && err.contains(resnext::data::download::ARCHIVE_MD5), "{err}");
     assert!(std::fs::read_dir(dir.path()).unwrap().next().is_none(), "nothing is left behind");
 }
 
@@ -408,7 +410,7 @@ fn archive_members_outside_the_expected_set_are_refused() {
     let ok = dir.path().join("ok.tar.gz");
     tar_gz(&ok, &members);
     let to = dir.path().join("ok");
-    let out = resnext::download::extract(&ok, &to).unwrap();
+    let out = resnext::data::download::extract(&ok, &to).unwrap();
     assert_eq!(std::fs::read_dir(&out).unwrap().count(), 7, "only the expected files");
     assert!(!out.join("readme.html").exists());
 
@@ -416,7 +418,7 @@ fn archive_members_outside_the_expected_set_are_refused() {
     let evil = dir.path().join("evil.tar.gz");
     tar_gz(&evil, &members);
     let to = dir.path().join("target");
-    let err = format!("{:#}", resnext::download::extract(&evil, &to).unwrap_err());
+    let err = format!("{:#}", resnext::data::download::extract(&evil, &to).unwrap_err());
     assert!(err.contains("../escaped.txt") && err.contains("refusing"), "{err}");
     assert!(!dir.path().join("escaped.txt").exists());
     assert!(!to.exists(), "nothing is written from a refused archive");

@@ -4,8 +4,8 @@
 //! epochs, and the per-step rules count the steps the run really takes.
 use crate::common::*;
 use resnext::config::{Experiment, LrSchedule};
-use resnext::metrics::EpochRow;
-use resnext::schedule::{Clock, LrRule};
+use resnext::runs::metrics::EpochRow;
+use resnext::train::schedule::{Clock, LrRule};
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 use std::time::Duration;

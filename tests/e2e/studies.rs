@@ -172,3 +172,27 @@ fn a_bad_study_is_refused_naming_the_file_the_field_and_the_value() {
         }
     }
 }
+
+/// The repository holds `make study`'s runs of blog-small (each run's config, settings and
+/// metrics) and the report written from them: reporting on them again gives the same verdicts
+/// with the same numbers.
+#[test]
+fn the_committed_blog_small_runs_give_the_committed_report() {
+    let committed: Value =
+        serde_json::from_str(&std::fs::read_to_string(root().join("results/blog-small/report.json")).unwrap()).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("report.md");
+    let output = run_resnext(&["report", "results/blog-small", "--out", &out.display().to_string()]);
+    assert!(output.status.success(), "{}", stderr(&output));
+    let again: Value = serde_json::from_str(&std::fs::read_to_string(out.with_extension("json")).unwrap()).unwrap();
+    assert_eq!(again["study"]["name"], "blog-small");
+    for part in ["claims", "experiments", "rule", "seeds", "results"] {
+        assert_eq!(again[part], committed[part], "{part}");
+    }
+    // Every run finished its 300 epochs, three seeds of each of the five recipes.
+    let experiments = committed["experiments"].as_array().unwrap();
+    assert_eq!(experiments.len(), 5);
+    for experiment in experiments {
+        assert_eq!(experiment["finished_runs"], 3, "{}", experiment["name"]);
+    }
+}

@@ -2,9 +2,9 @@
 //! (the command reads nothing else, so no training is needed here; tests/python/test_tensorboard.py
 //! checks a trained run with TensorBoard's own reader).
 use crate::common::*;
-use resnext::event_log::{self, EventLog, StepScalars};
-use resnext::metrics::{self, EpochRow};
-use resnext::run_dir::{METRICS, TENSORBOARD};
+use resnext::runs::event_log::{self, EventLog, StepScalars};
+use resnext::runs::metrics::{self, EpochRow};
+use resnext::runs::run_dir::{METRICS, TENSORBOARD};
 use std::path::Path;
 
 fn row(epoch: usize) -> EpochRow {
@@ -149,7 +149,7 @@ fn a_run_being_trained_is_refused() {
     let dir = tempfile::tempdir().unwrap();
     let run = dir.path().join("run");
     make_run(&run, 1);
-    let _training = resnext::run_dir::RunDir::new(&run).lock().unwrap();
+    let _training = resnext::runs::run_dir::RunDir::new(&run).lock().unwrap();
     let output = run_resnext(&["tensorboard", &run.display().to_string()]);
     assert!(!output.status.success());
     assert!(stderr(&output).contains("is being trained by another process"), "{}", stderr(&output));

@@ -4,10 +4,10 @@
 use crate::common::*;
 use resnext::compute::ComputeRequest;
 use resnext::data::{Cifar10, Split, TRAIN_IMAGES};
-use resnext::metrics::EpochRow;
-use resnext::run_dir::{CheckpointName, RunDir};
-use resnext::scores::{self, Scoring};
-use resnext::trained_run::TrainedRun;
+use resnext::runs::metrics::EpochRow;
+use resnext::runs::run_dir::{CheckpointName, RunDir};
+use resnext::runs::trained_run::TrainedRun;
+use resnext::train::scoring::{self, Scoring};
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 use std::time::Duration;
@@ -85,7 +85,7 @@ fn the_val_columns_are_the_last_training_images_and_the_test_set_decides_nothing
     let run = TrainedRun::load(&RunDir::new(a), CheckpointName::Best, &ComputeRequest::cpu()).unwrap();
     let data = Cifar10::load(&data_dir(), None).unwrap();
     let scoring = Scoring::of(&run.experiment, None, tch::Device::Cpu);
-    let score = |split: &Split| scores::score(&run.network, split, &run.compute, scoring).accuracy;
+    let score = |split: &Split| scoring::score(&run.network, split, &run.compute, scoring).accuracy;
     assert_eq!(score(&images(&data.train, TRAIN_IMAGES - HELD_OUT, HELD_OUT)), best.val_accuracy);
     assert_eq!(Some(score(&images(&data.test, 0, 100))), best.test_accuracy);
     assert_events_match_csv(a);
