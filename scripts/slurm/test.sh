@@ -238,7 +238,9 @@ for run in demo/seed-0:1 demo/seed-1:1001 demo_fast/seed-0:2 demo_fast/seed-1:10
   want=${run##*:} run=${run%:*}
   check_epochs "$RESULTS/$run" 0
   # --repeat k: the config's seed (demo 1, demo_fast 2) + 1000 k.
-  grep -qE "^  \"seed\": $want,?\$" "$RESULTS/$run/config.json" || fail "$RESULTS/$run/config.json does not have seed $want"
+  seed=$(python3 -c 'import json, sys; print(json.load(open(sys.argv[1]))["seed"])' "$RESULTS/$run/config.json") ||
+    fail "cannot read $RESULTS/$run/config.json"
+  [[ $seed == "$want" ]] || fail "$RESULTS/$run/config.json has seed $seed, not $want"
 done
 for task in 0 1 2 3; do
   log="$LOG_DIR/resnext-${array}_$task.log"
