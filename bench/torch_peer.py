@@ -13,10 +13,13 @@ them, none on BatchNorm).
     python bench/torch_peer.py --mode train --precision bf16 --channels-last --batch 64
     python bench/torch_peer.py --mode eval --device cuda --tf32 on --compile reduce-overhead
 
-Prints the parameter counts, then one `RESULT` line: median ms per step and images per second.
+Prints the parameter counts, then one `RESULT` line: median ms per step and images per second;
+with --json, only the measurement as one JSON object (the fields of `resnext bench --json`).
 """
 import argparse
+import json
 import math
+import resource
 import statistics
 import sys
 import time
@@ -146,6 +149,8 @@ def parse_args(argv):
     ap.add_argument("--profile", type=int, default=0, metavar="N",
                     help="after timing, profile N more steps (torch.profiler, self CPU time) and print them by "
                          "operator class and operator, as `resnext bench --profile N` does")
+    ap.add_argument("--json", action="store_true",
+                    help="print the measurement as one JSON object, with the fields of `resnext bench --json`")
     ap.add_argument("--depth", type=int, default=29)
     ap.add_argument("--cardinality", type=int, default=8)
     ap.add_argument("--width", type=int, default=16)
@@ -167,9 +172,14 @@ def main(argv=None):
     torch.backends.cuda.matmul.allow_tf32 = tf32
     model = ResNeXt(args.depth, args.cardinality, args.width)
     total, trainable, non_trainable = counts(model)
-    print(f"torch {torch.__version__}, {device}, threads {torch.get_num_threads()}, "
-          f"ResNeXt-{args.depth} {args.cardinality}x{args.width}d")
-    print(f"params: total {total:,}, trainable {trainable:,}, non-trainable {non_trainable:,}")
+    name = f"ResNeXt-{args.depth} {args.cardinality}x{args.width}d"
+    params = {"total": total, "trainable": trainable, "non_trainable": non_trainable}
+    if args.json and args.mode == "count":
+        print(json.dumps({"model": name, "params": params}, indent=2))
+        return
+    if not args.json:
+        print(f"torch {torch.__version__}, {device}, threads {torch.get_num_threads()}, {name}")
+        print(f"params: total {total:,}, trainable {trainable:,}, non-trainable {non_trainable:,}")
     if args.mode == "count":
         return
     memory_format = torch.channels_last if args.channels_last else torch.contiguous_format
@@ -203,13 +213,41 @@ def main(argv=None):
         elif i == 0:
             first = time.perf_counter() - start
     median = statistics.median(seconds)
-    first_step = f", first step {first:.1f} s (compiles)" if args.compile != "none" and args.warmup else ""
-    print(f"RESULT mode={args.mode} precision={args.precision} device={device} batch={args.batch} "
-          f"channels_last={int(args.channels_last)} tf32={args.tf32} compile={args.compile} "
-          f"median {median * 1000:.1f} ms/step, {args.batch / median:.1f} img/s "
-          f"(best {args.batch / min(seconds):.1f}) over {args.steps} steps after {args.warmup} warm-up{first_step}")
-    if args.profile:
-        profile(step, args.profile)
+    # The fields of `resnext bench --json`, so that scripts read both alike.
+    measurement = {
+        "program": "torch_peer", "mode": args.mode, "precision": args.precision, "device": str(device),
+        "batch": args.batch, "threads": torch.get_num_threads(), "steps": args.steps, "warmup": args.warmup,
+        "ms_per_step": median * 1000, "images_per_second": args.batch / median,
+        "best_images_per_second": args.batch / min(seconds), "peak_rss_mib": peak_rss_mib(),
+        "aten_ops_per_step": None,
+        "first_step_seconds": first if args.compile != "none" and args.warmup else None,
+        "profile": profile(step, args.profile) if args.profile else None,
+        "model": name, "params": params, "torch": torch.__version__, "channels_last": args.channels_last, "tf32": args.tf32, "compile": args.compile,
+    }
+    print(json.dumps(measurement, indent=2) if args.json else result_text(measurement))
+
+
+def result_text(m):
+    """The RESULT line and any PROFILE lines, for people."""
+    first_step = f", first step {m['first_step_seconds']:.1f} s (compiles)" if m["first_step_seconds"] else ""
+    text = (f"RESULT mode={m['mode']} precision={m['precision']} device={m['device']} batch={m['batch']} "
+            f"channels_last={int(m['channels_last'])} tf32={m['tf32']} compile={m['compile']} "
+            f"median {m['ms_per_step']:.1f} ms/step, {m['images_per_second']:.1f} img/s "
+            f"(best {m['best_images_per_second']:.1f}) over {m['steps']} steps after {m['warmup']} warm-up{first_step}; "
+            f"peak RSS {m['peak_rss_mib']:.0f} MiB")
+    if p := m["profile"]:
+        text += f"\nPROFILE {p['steps']} steps, {p['ms_per_step']:.1f} ms/step of operator self time"
+        for row in p["classes"]:
+            text += f"\nPROFILE class {row['name']:<22} {row['percent']:5.1f}% {row['ms_per_step']:8.1f} ms/step"
+        for row in p["ops"]:
+            text += (f"\nPROFILE op {row['name']:<40} {row['percent']:5.1f}% {row['ms_per_step']:8.1f} ms/step "
+                     f"{row['calls_per_step']:5d} calls/step")
+    return text
+
+
+def peak_rss_mib():
+    """The process's peak resident memory (getrusage, in KiB on Linux)."""
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
 def op_class(name):
@@ -241,16 +279,16 @@ def profile(step, steps):
     # Operators only: the autograd engine's own records and the optimizer's wrapper are not ops.
     ops = [e for e in prof.key_averages() if "::" in e.key and not e.key.startswith("autograd::")]
     total = sum(e.self_cpu_time_total for e in ops)
-    per_step = lambda us: us / 1000 / steps
+    row = lambda name, us: {"name": name, "ms_per_step": us / 1000 / steps, "percent": 100 * us / total}
     classes = {}
     for e in ops:
         classes[op_class(e.key)] = classes.get(op_class(e.key), 0) + e.self_cpu_time_total
-    print(f"PROFILE {steps} steps, {per_step(total):.1f} ms/step of operator self time")
-    for name, us in sorted(classes.items(), key=lambda kv: -kv[1]):
-        print(f"PROFILE class {name:<22} {100 * us / total:5.1f}% {per_step(us):8.1f} ms/step")
-    for e in sorted(ops, key=lambda e: -e.self_cpu_time_total)[:10]:
-        print(f"PROFILE op {e.key:<40} {100 * e.self_cpu_time_total / total:5.1f}% "
-              f"{per_step(e.self_cpu_time_total):8.1f} ms/step {e.count // steps:5d} calls/step")
+    return {
+        "steps": steps, "ms_per_step": total / 1000 / steps,
+        "classes": [row(name, us) for name, us in sorted(classes.items(), key=lambda kv: -kv[1])],
+        "ops": [row(e.key, e.self_cpu_time_total) | {"calls_per_step": e.count // steps}
+                for e in sorted(ops, key=lambda e: -e.self_cpu_time_total)[:10]],
+    }
 
 
 if __name__ == "__main__":

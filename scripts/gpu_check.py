@@ -5,8 +5,8 @@ A map for a reader: a `Check` holds the record of the check (a dict, written to 
 report.json after every phase, with report.md rendered from it and the text logs archived, so
 that a check stopped at any moment leaves its three files) and the time budget. PHASES lists the
 phases in order of value, each a function of the Check. Numbers come from the files the binary
-writes for programs (`info --json`, metrics.csv, config.json, eval's logits), else from the RESULT
-lines of the benchmarks and the start line of training.
+writes for programs (`info --json`, `bench --json` and the peer's, metrics.csv, config.json, eval's
+logits), else from the start line of training.
 Python 3.11, standard library only: torch is imported only by EXPORT_CHECK, in python3 on the device.
 """
 import csv
@@ -547,31 +547,28 @@ def bench(c, who, label, args):
     if not c.starts(name):
         return
     if ours:
-        cmd, model = [c.opts.bin, "bench", *size.bench_exp, "--device", c.device, *args], " ".join(size.bench_exp)
+        cmd, model = [c.opts.bin, "bench", *size.bench_exp, "--device", c.device, *args, "--json"], " ".join(size.bench_exp)
     else:
-        cmd = ["python3", c.opts.peer, *c.peer_flags, *args]
+        cmd = ["python3", c.opts.peer, *c.peer_flags, *args, "--json"]
         model = "ResNeXt-29 8x16d" + (f" ({' '.join(size.peer_size)})" if size.peer_size else "")
     with c.gpu_busy(name) as busy:
         rc = c.run(name, cmd, ours)
-    out = lines(c.logs / f"{name}.out")
-    # "RESULT ... median 12.3 ms/step, 5203.1 images/s (best ...)"; the peer says img/s.
-    result = next((line for line in reversed(out) if line.startswith("RESULT ")), "")
-    speed = re.search(r"median ([0-9.]+) ms/step, ([0-9.]+) im(?:ages|g)/s", result)
-    if rc or not speed:
-        c.check(name, False, c.failure(rc, name, ours))
+    # Both print one JSON object with the same fields; anything printed per step would spoil it.
+    result = read_json(c.logs / f"{name}.out")
+    if rc or not result:
+        c.check(name, False, c.failure(rc, name, ours) if rc else f"printed no JSON (log logs/{name}.out)")
         return
-    ops = next((int(m[1]) for line in out if (m := re.match(r"ATen ops per \w+: (\d+)", line))), None)
-    compiled = re.search(r"first step ([0-9.]+) s", result)
-    entry = {"who": who, "phase": c.phase.name, "args": " ".join(args), "images_per_second": float(speed[2]),
-             "ms_per_step": float(speed[1]), "aten_ops": ops, "gpu_busy_percent": busy.percent, "model": model,
-             "first_step_seconds": compiled and float(compiled[1])}
+    entry = {"who": who, "phase": c.phase.name, "args": " ".join(args), "images_per_second": result["images_per_second"],
+             "ms_per_step": result["ms_per_step"], "aten_ops": result["aten_ops_per_step"],
+             "peak_rss_mib": result["peak_rss_mib"], "gpu_busy_percent": busy.percent, "model": model,
+             "first_step_seconds": result["first_step_seconds"]}
     c.record["bench"].append(entry)
-    gpu = f"GPU busy {'-' if busy.percent is None else f'{busy.percent}%'}"
-    if ours:  # a bench prints a few lines; more means something prints per step
-        c.check(name, len(out) <= 6, f"{entry['images_per_second']} images/s, {ops} ATen ops per step, {gpu}")
-    else:
-        c.check(name, True, f"{entry['images_per_second']} images/s, {gpu}"
-                            + (f", first step {compiled[1]}s (compiles)" if compiled else ""))
+    said = f"{entry['images_per_second']:.1f} images/s, GPU busy {'-' if busy.percent is None else f'{busy.percent}%'}"
+    if ours:
+        said += f", {entry['aten_ops']} ATen ops per step"
+    elif entry["first_step_seconds"]:
+        said += f", first step {entry['first_step_seconds']:.1f}s (compiles)"
+    c.check(name, True, said)
 
 
 def step_args(c, mode, precision, batch, *more):

@@ -9,6 +9,7 @@ use crate::train::batches::PassPlan;
 use crate::train::learner::Learner;
 use crate::train::scoring;
 use anyhow::Result;
+use serde::Serialize;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 use tch::{Device, Kind, Tensor};
@@ -42,7 +43,65 @@ pub enum Mode {
     Data,
 }
 
-pub fn run(request: &BenchRequest) -> Result<String> {
+/// One measurement: what ran and how fast. The same fields as `bench/torch_peer.py --json`
+/// writes for the peer, so that scripts read both alike.
+#[derive(Debug, Clone, Serialize)]
+pub struct Measurement {
+    pub program: &'static str,
+    pub mode: &'static str,
+    pub precision: &'static str,
+    /// As PyTorch writes it: cpu, cuda:0.
+    pub device: String,
+    pub batch: usize,
+    pub threads: i32,
+    /// Timed steps, after `warmup` untimed ones.
+    pub steps: usize,
+    pub warmup: usize,
+    /// The median step.
+    pub ms_per_step: f64,
+    /// The batch over the median step.
+    pub images_per_second: f64,
+    /// The batch over the fastest step.
+    pub best_images_per_second: f64,
+    pub peak_rss_mib: f64,
+    /// ATen operators dispatched by one step.
+    pub aten_ops_per_step: u64,
+    /// The peer's compile time; never ours.
+    pub first_step_seconds: Option<f64>,
+    pub profile: Option<Profile>,
+    pub libtorch: &'static str,
+    /// The experiment as named, and its network.
+    pub experiment: String,
+    pub model: String,
+    /// Device, precision, memory format, cuDNN benchmark, TF32 and fusing, in words.
+    pub settings: String,
+    pub malloc: String,
+    /// Where the images came from: CIFAR-10's folder, or random.
+    pub images: String,
+}
+
+/// Where the operators' self time went over some recorded steps, per step.
+#[derive(Debug, Clone, Serialize)]
+pub struct Profile {
+    pub steps: usize,
+    pub ms_per_step: f64,
+    /// By operator class, the largest first.
+    pub classes: Vec<ProfileRow>,
+    /// The ten slowest operators.
+    pub ops: Vec<ProfileRow>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct ProfileRow {
+    pub name: String,
+    pub ms_per_step: f64,
+    pub percent: f64,
+    /// An operator's calls; a class has none.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub calls_per_step: Option<usize>,
+}
+
+pub fn run(request: &BenchRequest) -> Result<Measurement> {
     let experiment = &request.experiment;
     let compute = Compute::new(&request.compute, request.compute.precision_for(experiment))?;
     let device = compute.device;
@@ -82,42 +141,110 @@ pub fn run(request: &BenchRequest) -> Result<String> {
         }
     }
     let (_, ops) = recorder::count_ops(|| sync(device, &one_step(warmup + steps)));
-    let profile = match request.profile {
-        0 => String::new(),
-        n => {
-            let first = warmup + steps + 1;
-            let (_, records) =
-                recorder::record_ops(|| (first..first + n).for_each(|step| sync(device, &one_step(step))));
-            profile_table(&records, n)
-        }
-    };
+    let profile = (request.profile > 0).then(|| {
+        let first = warmup + steps + 1;
+        let n = request.profile;
+        let (_, records) = recorder::record_ops(|| (first..first + n).for_each(|step| sync(device, &one_step(step))));
+        profile(&records, n)
+    });
     seconds.sort_by(f64::total_cmp);
     let median = seconds[seconds.len() / 2];
-    let per = if mode == Mode::Eval { "batch" } else { "step" };
-    Ok(format!(
-        "{}, {} intra-op threads, libtorch {}, batch {batch}, {} ({}), model {}x{}x{}d, {}\n\
-         images: {source}\n\
-         ATen ops per {per}: {ops}\n\
-         RESULT mode={:?} precision={} median {:.1} ms/step, {:.1} images/s (best {:.1}) over {} steps after {} \
-         warm-up; peak RSS {:.0} MiB{profile}",
-        compute.describe(),
-        tch::get_num_threads(),
-        host::LIBTORCH_VERSION,
-        experiment.name,
-        request.named,
-        experiment.model.depth,
-        experiment.model.cardinality,
-        experiment.model.width,
-        host::malloc_tuning().unwrap_or_else(|| "default malloc".into()),
-        mode,
-        compute.precision.name(),
-        median * 1000.0,
-        batch as f64 / median,
-        batch as f64 / seconds[0],
+    let model = &experiment.model;
+    Ok(Measurement {
+        program: "resnext",
+        mode: mode.name(),
+        precision: compute.precision.name(),
+        device: match device {
+            Device::Cuda(index) => format!("cuda:{index}"),
+            _ => "cpu".into(),
+        },
+        batch,
+        threads: tch::get_num_threads(),
         steps,
         warmup,
-        peak_rss_mib()
-    ))
+        ms_per_step: median * 1000.0,
+        images_per_second: batch as f64 / median,
+        best_images_per_second: batch as f64 / seconds[0],
+        peak_rss_mib: peak_rss_mib(),
+        aten_ops_per_step: ops,
+        first_step_seconds: None,
+        profile,
+        libtorch: host::LIBTORCH_VERSION,
+        experiment: request.named.clone(),
+        model: format!("{}x{}x{}d", model.depth, model.cardinality, model.width),
+        settings: compute.describe(),
+        malloc: host::malloc_tuning().unwrap_or_else(|| "default malloc".into()),
+        images: source,
+    })
+}
+
+impl Mode {
+    pub fn name(self) -> &'static str {
+        match self {
+            Mode::Train => "train",
+            Mode::Eval => "eval",
+            Mode::Data => "data",
+        }
+    }
+}
+
+impl Measurement {
+    /// The text for people: the settings, the ATen op count, the RESULT line and any profile.
+    pub fn to_text(&self) -> String {
+        let per = if self.mode == "eval" { "batch" } else { "step" };
+        let mut text = format!(
+            "{}, {} intra-op threads, libtorch {}, batch {}, {} ({}), model {}\n\
+             images: {}\n\
+             ATen ops per {per}: {}\n\
+             RESULT mode={} precision={} median {:.1} ms/step, {:.1} images/s (best {:.1}) over {} steps after {} \
+             warm-up; peak RSS {:.0} MiB",
+            self.settings,
+            self.threads,
+            self.libtorch,
+            self.batch,
+            self.experiment,
+            self.malloc,
+            self.model,
+            self.images,
+            self.aten_ops_per_step,
+            self.mode,
+            self.precision,
+            self.ms_per_step,
+            self.images_per_second,
+            self.best_images_per_second,
+            self.steps,
+            self.warmup,
+            self.peak_rss_mib
+        );
+        if let Some(profile) = &self.profile {
+            text += &profile.to_text();
+        }
+        text
+    }
+
+    pub fn to_json(&self) -> String {
+        serde_json::to_string_pretty(self).expect("a measurement always serialises")
+    }
+}
+
+impl Profile {
+    /// Lines after the RESULT line, as `bench/torch_peer.py --profile` prints the peer's.
+    fn to_text(&self) -> String {
+        let mut text = format!("\nPROFILE {} steps, {:.1} ms/step of operator self time", self.steps, self.ms_per_step);
+        for row in &self.classes {
+            text += &format!("\nPROFILE class {:<22} {:>5.1}% {:>8.1} ms/step", row.name, row.percent, row.ms_per_step);
+        }
+        for row in &self.ops {
+            text += &format!(
+                "\nPROFILE op {:<40} {:>5.1}% {:>8.1} ms/step {:>5} calls/step",
+                row.name,
+                row.percent,
+                row.ms_per_step,
+                row.calls_per_step.unwrap_or(0)
+            );
+        }
+        text
+    }
 }
 
 /// The class of an operator, for a profile: the same classes as `bench/torch_peer.py
@@ -143,11 +270,15 @@ pub fn op_class(name: &str) -> &'static str {
     }
 }
 
-/// Self time by operator class and the ten slowest operators, per step, as lines after the
-/// RESULT line.
-fn profile_table(records: &[recorder::OpRecord], steps: usize) -> String {
+/// Self time by operator class and the ten slowest operators, per step.
+fn profile(records: &[recorder::OpRecord], steps: usize) -> Profile {
     let total: f64 = records.iter().map(|r| r.self_time.as_secs_f64()).sum();
-    let per_step_ms = |seconds: f64| seconds * 1000.0 / steps as f64;
+    let row = |name: &str, seconds: f64, calls_per_step| ProfileRow {
+        name: name.to_string(),
+        ms_per_step: seconds * 1000.0 / steps as f64,
+        percent: 100.0 * seconds / total,
+        calls_per_step,
+    };
     let mut classes: Vec<(&str, f64)> = Vec::new();
     for record in records {
         let class = op_class(&record.name);
@@ -157,25 +288,16 @@ fn profile_table(records: &[recorder::OpRecord], steps: usize) -> String {
         }
     }
     classes.sort_by(|a, b| b.1.total_cmp(&a.1));
-    let mut table = format!("\nPROFILE {steps} steps, {:.1} ms/step of operator self time", per_step_ms(total));
-    for (class, seconds) in classes {
-        table += &format!(
-            "\nPROFILE class {class:<22} {:>5.1}% {:>8.1} ms/step",
-            100.0 * seconds / total,
-            per_step_ms(seconds)
-        );
+    Profile {
+        steps,
+        ms_per_step: total * 1000.0 / steps as f64,
+        classes: classes.into_iter().map(|(class, seconds)| row(class, seconds, None)).collect(),
+        ops: records
+            .iter()
+            .take(10)
+            .map(|r| row(&r.name, r.self_time.as_secs_f64(), Some(r.calls as usize / steps)))
+            .collect(),
     }
-    for record in records.iter().take(10) {
-        let seconds = record.self_time.as_secs_f64();
-        table += &format!(
-            "\nPROFILE op {:<40} {:>5.1}% {:>8.1} ms/step {:>5} calls/step",
-            record.name,
-            100.0 * seconds / total,
-            per_step_ms(seconds),
-            record.calls as usize / steps
-        );
-    }
-    table
 }
 
 /// Real CIFAR-10 training images when the data folder exists, else random ones (the speed is
@@ -253,7 +375,7 @@ mod tests {
             record("resnext::batch_norm_relu", 150, 2),
             record("aten::empty", 50, 10),
         ];
-        let table = profile_table(&records, 2);
+        let table = profile(&records, 2).to_text();
         let lines: Vec<&str> = table.lines().filter(|l| !l.is_empty()).collect();
         assert_eq!(lines[0], "PROFILE 2 steps, 500.0 ms/step of operator self time");
         assert!(

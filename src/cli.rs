@@ -425,6 +425,13 @@ pub struct BenchArgs {
     /// `bench/torch_peer.py --profile N` prints them for the peer.
     #[arg(long, value_name = "N", default_value_t = 0)]
     pub profile: u64,
+    /// Print the measurement as one JSON object, for scripts: program, mode, precision, device,
+    /// batch, threads, steps, warmup, ms_per_step (the median), images_per_second,
+    /// best_images_per_second, peak_rss_mib, aten_ops_per_step, profile (steps, ms_per_step,
+    /// classes and ops: name, ms_per_step, percent, calls_per_step) and the settings in words;
+    /// `bench/torch_peer.py --json` writes the same fields.
+    #[arg(long)]
+    pub json: bool,
     #[command(flatten)]
     pub data: DataDirArg,
 }

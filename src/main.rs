@@ -73,7 +73,10 @@ fn dispatch(command: Command) -> Result<i32> {
             let (model, meta) = export::export(&args.run, args.out.as_deref(), args.checkpoint.checkpoint)?;
             println!("wrote {} (TorchScript) and {} (input constants, class names)", model.display(), meta.display());
         }
-        Command::Bench(args) => println!("{}", resnext::bench::run(&args.request()?)?),
+        Command::Bench(args) => {
+            let measurement = resnext::bench::run(&args.request()?)?;
+            println!("{}", if args.json { measurement.to_json() } else { measurement.to_text() });
+        }
         Command::Tensorboard(args) => tensorboard::backfill(&args.paths, args.force)?,
         Command::Predict(args) => {
             let request = args.compute.request();

@@ -2,6 +2,7 @@
 //! run uses by default (host sync every 50 steps, evaluation batch 1000, NCHW, cuDNN
 //! benchmark), and the op count of a training step.
 use crate::common::*;
+use serde_json::json;
 use std::path::Path;
 use std::time::Duration;
 
@@ -135,15 +136,19 @@ fn a_training_step_of_the_blog_network_dispatches_at_most_300_aten_ops_and_fusin
     let _guard = serial();
     let ops = |fused: &str| -> u64 {
         let args = ["bench", "my_resnext", "--device", "cpu", "--mode", "train", "--steps", "1", "--warmup", "0"];
-        let output = run_resnext(&[&args[..], &["--fused", fused]].concat());
+        let output = run_resnext(&[&args[..], &["--fused", fused, "--json"]].concat());
         assert!(output.status.success(), "{}", stderr(&output));
-        let text = stdout(&output);
-        assert!(text.contains(&format!("fused BatchNorm-ReLU {fused}")), "{text}");
-        text.lines()
-            .find_map(|l| l.strip_prefix("ATen ops per step: "))
-            .unwrap_or_else(|| panic!("{text}"))
-            .parse()
-            .unwrap()
+        // The whole of stdout is the measurement, for scripts.
+        let measured: serde_json::Value = serde_json::from_str(&stdout(&output)).unwrap();
+        assert_eq!(
+            (&measured["program"], &measured["mode"], &measured["precision"], &measured["device"], &measured["batch"]),
+            (&json!("resnext"), &json!("train"), &json!("fp32"), &json!("cpu"), &json!(64)),
+            "{measured}"
+        );
+        assert!(measured["images_per_second"].as_f64().unwrap() > 0.0, "{measured}");
+        let settings = measured["settings"].as_str().unwrap();
+        assert!(settings.contains(&format!("fused BatchNorm-ReLU {fused}")), "{settings}");
+        measured["aten_ops_per_step"].as_u64().unwrap()
     };
     let (unfused, fused) = (ops("false"), ops("true"));
     // Unfused: forward about 105, backward about 115, the rest bookkeeping; it was about 980.

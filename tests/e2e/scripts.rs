@@ -367,6 +367,11 @@ fn the_bundle_runs_gpu_check_on_a_machine_without_rust_and_leaves_three_files() 
         assert_eq!(json["phases"][phase]["status"], "ran", "phase {phase}: {}", json["phases"]);
     }
     assert!(json["ours_vs_peer"].as_array().unwrap().len() >= 4, "{}", json["ours_vs_peer"]);
+    // Every measurement read from the programs' JSON: a speed, and for ours its op count.
+    for entry in json["bench"].as_array().unwrap() {
+        assert!(entry["images_per_second"].as_f64().unwrap() > 0.0, "{entry}");
+        assert_eq!(entry["aten_ops"].is_u64(), entry["who"] == "ours", "{entry}");
+    }
     // The data it used is named beside every accuracy: one training batch, packed.
     let data = json["data"].as_str().unwrap();
     assert!(data.contains("1 of 5 training batches") && data.contains("data_batch_1.bin.xz"), "{data}");
@@ -441,24 +446,30 @@ fn the_bundle_refuses_another_torch_in_one_line() {
     assert!(!output.status.success() && err.lines().count() == 1 && err.contains("has no torch"), "{err}");
 }
 
-/// bench-cpu.sh's arithmetic, with stand-ins for resnext and the peer that print fixed speeds: the
-/// ratios are ours over each other measurement within a round, with their median, and the ceiling
-/// is the peer's median timed step over our profiled convolutions; the profile's own one-step
-/// timings count in neither.
+/// bench-cpu.sh's arithmetic, with stand-ins for resnext and the peer that print fixed speeds as
+/// their JSON: the ratios are ours over each other measurement within a round, with their median,
+/// and the ceiling is the peer's median timed step over our profiled convolutions; the profile's
+/// own one-step timings count in neither.
 #[test]
 fn bench_cpu_takes_ratios_within_rounds_and_the_ceiling_from_the_timed_rounds() {
     let dir = tempfile::tempdir().unwrap();
+    // A measurement with the fields both programs write; $s images/s, $profile its profile.
+    let measurement = r#"echo "{\"images_per_second\": $s, \"best_images_per_second\": $s, \"ms_per_step\": 1.0,
+  \"steps\": 5, \"warmup\": 1, \"peak_rss_mib\": 100, \"aten_ops_per_step\": null,
+  \"first_step_seconds\": null, \"profile\": $profile}""#;
     let ours = dir.path().join("resnext");
     executable(
         &ours,
-        r#"#!/bin/bash
+        &format!(
+            r#"#!/bin/bash
 case "$*" in *"--mode eval"*) s=80 ;; *"--fused false"*) s=40 ;; *) s=50 ;; esac
-echo "RESULT mode=Train precision=fp32 median 1.0 ms/step, $s images/s (best $s) over 5 steps"
+profile=null
 case "$*" in *--profile*)
-  echo "PROFILE 1 steps, 2000.0 ms/step of operator self time"
-  echo "PROFILE class convolution             80.0%   1600.0 ms/step" ;;
+  profile='{{"steps": 1, "ms_per_step": 2000.0, "classes": [{{"name": "convolution", "ms_per_step": 1600.0, "percent": 80.0}}], "ops": []}}' ;;
 esac
-"#,
+{measurement}
+"#
+        ),
     );
     // The peer's training speeds, round by round, then the profile's one step.
     let peer = dir.path().join("peer");
@@ -471,7 +482,8 @@ case "$*" in
   *"--mode train"*) n=$(( $(cat {count} 2>/dev/null || echo 0) + 1 )); echo $n > {count}; speeds=(20 25 40 1000); s=${{speeds[n-1]}} ;;
   *) s=100 ;;
 esac
-echo "RESULT mode=train precision=fp32 device=cpu median 1.0 ms/step, $s img/s (best $s) over 5 steps"
+profile=null
+{measurement}
 "#,
             count = count.display()
         ),

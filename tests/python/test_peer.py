@@ -83,6 +83,22 @@ class HarnessTest(unittest.TestCase):
                 self.assertEqual(len(result), 1, text)
                 self.assertRegex(result[0], rf"mode={mode} .* median [0-9.]+ ms/step, [0-9.]+ img/s", text)
 
+    def test_json_is_the_whole_output_with_the_fields_of_resnext_bench(self):
+        text = run_peer("--mode", "train", "--depth", 11, "--cardinality", 2, "--width", 2, "--batch", 4,
+                        "--steps", 2, "--warmup", 1, "--threads", 1, "--profile", 1, "--json")
+        measured = json.loads(text)
+        # The fields that scripts/bench_cpu.py and scripts/gpu_check.py read from both programs.
+        self.assertEqual((measured["program"], measured["mode"], measured["device"], measured["batch"],
+                          measured["steps"], measured["warmup"]), ("torch_peer", "train", "cpu", 4, 2, 1))
+        self.assertAlmostEqual(measured["images_per_second"], 4000 / measured["ms_per_step"], places=6)
+        self.assertGreaterEqual(measured["best_images_per_second"], measured["images_per_second"])
+        self.assertGreater(measured["peak_rss_mib"], 0)
+        self.assertIsNone(measured["first_step_seconds"])
+        classes = measured["profile"]["classes"]
+        self.assertIn("convolution", [row["name"] for row in classes])
+        self.assertAlmostEqual(sum(row["percent"] for row in classes), 100.0, delta=0.01)
+        self.assertAlmostEqual(sum(row["ms_per_step"] for row in classes), measured["profile"]["ms_per_step"], places=6)
+
     def test_a_compiled_step_runs_and_reports_its_compile_time(self):
         text = run_peer("--mode", "eval", "--depth", 11, "--cardinality", 2, "--width", 2, "--batch", 4,
                         "--steps", 1, "--warmup", 1, "--compile")
