@@ -43,8 +43,8 @@ pub enum Mode {
     Data,
 }
 
-/// One measurement: what ran and how fast. The same fields as `bench/torch_peer.py --json`
-/// writes for the peer, so that scripts read both alike.
+/// One measurement: what ran and how fast. `bench/torch_peer.py --json` writes the fields from
+/// `program` to `profile` for the peer too, so that scripts read both alike.
 #[derive(Debug, Clone, Serialize)]
 pub struct Measurement {
     pub program: &'static str,
