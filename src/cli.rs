@@ -84,7 +84,7 @@ pub enum Command {
     /// shows every run's curves, each run as `<run>/tensorboard`.
     ///
     /// metrics.csv has no wall times: the last epoch is placed at the file's modification time
-    /// and earlier ones before it by their epoch_seconds (which leave out evaluation). A run
+    /// and earlier ones before it by their epoch_seconds (training and the evaluation after it). A run
     /// being trained is refused (its lock is held).
     Tensorboard(TensorboardArgs),
 }
@@ -192,7 +192,7 @@ pub struct ComputeArgs {
     pub tf32: bool,
     /// Train with BatchNorm -> ReLU and BatchNorm -> + shortcut -> ReLU fused into one op each,
     /// forward and backward: the same function in fewer passes over the activations and about
-    /// 10% less peak memory (README, Performance). CPU only [default: true on CPU, false on CUDA].
+    /// 10% less peak memory (docs/performance.md). CPU only [default: true on CPU, false on CUDA].
     #[arg(long, value_name = "BOOL")]
     pub fused: Option<bool>,
 }

@@ -91,7 +91,7 @@ impl Compute {
         let compute = Compute {
             device: request.device,
             precision,
-            // CUDA keeps NCHW until channels-last is measured faster there (README, Performance).
+            // CUDA keeps NCHW until channels-last is measured faster there (docs/performance.md).
             memory_format: request.memory_format.unwrap_or(if cuda {
                 MemoryFormat::Contiguous
             } else {
@@ -124,12 +124,12 @@ impl Compute {
         }
         match (self.precision, host::cpu_native_bf16()) {
             (Precision::Fp32, Some(flag)) => Some(format!(
-                "note: this CPU computes bf16 natively ({flag}): --precision bf16 trained about 2x faster than fp32 \
-                 on a 2-core AMX Xeon (README, Performance)"
+                "note: this CPU computes bf16 natively ({flag}): --precision bf16 trained about 2.5x faster than \
+                 fp32 on a 2-core AMX Xeon (docs/performance.md)"
             )),
             (Precision::Bf16, None) => Some(
                 "note: this CPU has no native bf16 (no AMX or AVX512-BF16): bf16 is emulated here, 6x (demo) to 16x \
-                 (my_resnext) slower than fp32 on a 2-core AMD EPYC (README, Performance)"
+                 (my_resnext) slower than fp32 on a 2-core AMD EPYC (docs/performance.md)"
                     .into(),
             ),
             _ => None,

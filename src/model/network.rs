@@ -22,7 +22,7 @@ impl Network {
     /// weights drawn from `experiment.seed` (on the CPU generator: the same start everywhere).
     ///
     /// On CPU the default is channels-last: oneDNN's grouped and 1x1 convolutions are several
-    /// times faster in that format than in the default one (see README, Performance). The
+    /// times faster in that format than in the default one (see docs/performance.md). The
     /// values, names and checkpoints are the same either way.
     pub fn new(experiment: &Experiment, compute: &Compute) -> Network {
         tch::manual_seed(experiment.seed as i64);
