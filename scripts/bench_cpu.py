@@ -7,6 +7,7 @@ peer runs in PYTHON (the project's venv, which has torch).
 """
 import json
 import os
+import shutil
 import statistics
 import subprocess
 import sys
@@ -41,8 +42,6 @@ Environment: RESNEXT_BIN (default target/release/resnext), PYTHON for the peer (
 """
 
 BATCH = 64
-# What resnext sets for itself (host::MALLOC_TUNABLES), given to the peer too.
-MALLOC_TUNABLES = "glibc.malloc.mmap_threshold=4294967295:glibc.malloc.trim_threshold=4294967295"
 
 
 class BadOption(Exception):
@@ -91,10 +90,13 @@ def parse(argv):
     return opts
 
 
-def measure(cmd, env=None):
-    """Runs one benchmark and returns its JSON; its stderr shows, but not torch.profiler's
-    complaint that a CPU-only machine has no GPU."""
-    done = subprocess.run([str(part) for part in cmd], capture_output=True, text=True, env=env)
+def json_of(cmd, env=None):
+    """Runs a command that prints JSON (a benchmark, `resnext info --json`) and returns it; its
+    stderr shows, but not torch.profiler's complaint that a CPU-only machine has no GPU."""
+    try:
+        done = subprocess.run([str(part) for part in cmd], capture_output=True, text=True, env=env)
+    except OSError as error:
+        raise Failed(f"cannot run {cmd[0]}: {error}")
     for line in done.stderr.splitlines():
         if "gpuGetDeviceCount" not in line:
             print(line, file=sys.stderr)
@@ -158,35 +160,35 @@ def ceilings(measured):
     return sorted(lines)
 
 
-def cpu():
-    """The CPU's model and whether it computes bf16 natively (AMX or AVX512-BF16)."""
-    text = Path("/proc/cpuinfo").read_text()
-    model = next((line.split(":", 1)[1].strip() for line in text.splitlines() if line.startswith("model name")), "?")
-    native = next((flag for flag in ("amx_bf16", "avx512_bf16") if f" {flag}" in text), None)
-    return model, native
-
-
 def main(argv):
     opts = parse(argv)
     binary = Path(os.environ.get("RESNEXT_BIN", ROOT / "target/release/resnext")).resolve()
-    python = Path(os.environ.get("PYTHON", ROOT / ".venv/bin/python")).absolute()
+    python = os.environ.get("PYTHON", str(ROOT / ".venv/bin/python"))
+    # A bare name is looked up on PATH, a path is taken from here (before the chdir below).
+    python = (shutil.which(python) or python) if "/" not in python else str(Path(python).absolute())
     os.chdir(ROOT)  # where resnext finds data/cifar-10-batches-bin, as under `make`
-    threads = os.cpu_count()
-    peer_env = {**os.environ, "GLIBC_TUNABLES": MALLOC_TUNABLES}
-    model, native = cpu()
-    print(f"{time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}, {model}, {threads} cores, native bf16: {native or 'no'}")
+    threads = len(os.sched_getaffinity(0))  # the cores this process may use, as nproc counts them
+    # The CPU as the binary sees it, and the malloc tunables it sets for itself, given to the peer too.
+    cpu = json_of([binary, "info", "--json"])["cpu"]
+    native = cpu["native_bf16"]
+    peer_env = dict(os.environ)
+    if cpu["malloc_tuning"]:
+        name, value = cpu["malloc_tuning"].split("=", 1)
+        peer_env[name] = value
+    print(f"{time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}, {cpu['model']}, {threads} cores, "
+          f"native bf16: {native or 'no'}")
     measured = []
 
     def ours(label, mode, precision, steps, warmup, *more, round_):
         cmd = [binary, "bench", "my_resnext", "--device", "cpu", "--mode", mode, "--precision", precision,
                "--batch", BATCH, "--steps", steps, "--warmup", warmup, "--json", *more]
-        measured.append(Measured(round_, label, mode, precision, measure(cmd)))
+        measured.append(Measured(round_, label, mode, precision, json_of(cmd)))
         print(describe(measured[-1]), flush=True)
 
     def peer(label, mode, precision, steps, warmup, *more, round_):
         cmd = [python, "-W", "ignore", opts["peer"], "--mode", mode, "--precision", precision, "--batch", BATCH,
                "--threads", threads, "--channels-last", "--steps", steps, "--warmup", warmup, "--json", *more]
-        measured.append(Measured(round_, label, mode, precision, measure(cmd, peer_env)))
+        measured.append(Measured(round_, label, mode, precision, json_of(cmd, peer_env)))
         print(describe(measured[-1]), flush=True)
 
     for p in ("fp32", "bf16"):
@@ -217,3 +219,5 @@ if __name__ == "__main__":
     except Failed as failed:
         print(f"bench-cpu: {failed}", file=sys.stderr)
         sys.exit(1)
+    except KeyboardInterrupt:
+        sys.exit(130)

@@ -28,7 +28,6 @@ from types import SimpleNamespace
 from typing import Callable
 
 ROOT = Path(__file__).resolve().parent.parent
-BLOG_EXPERIMENTS = ["my_resnext", "resnext", "my_resnext_lr", "my_resnext_lr_v2", "my_resnext_lr_r"]
 OUT_FILES = ["report.md", "report.json", "logs.tar.gz"]
 # What logs.tar.gz takes from the work folder: text only (run folders hold checkpoints and exports).
 LOG_SUFFIXES = (".out", ".err", ".peer-err", ".log", ".csv", ".json", ".txt", ".gpu-util")
@@ -269,13 +268,19 @@ def signal_group(proc, sig):
 
 
 def stop_group(proc):
-    """As `timeout --signal=INT --kill-after=10` does: SIGINT to the command's process group (our
-    trainers write a checkpoint), SIGKILL when it is still there 10 s later."""
-    for sig in (signal.SIGINT, signal.SIGKILL):
-        signal_group(proc, sig)
+    """SIGINT to the command's process group (our trainers write a checkpoint; run-all passes it on
+    to its runs), then SIGKILL to all of its session that is still there 10 s later: run-all's runs
+    have process groups of their own, but stay in the session the command leads."""
+    signal_group(proc, signal.SIGINT)
+    try:
+        return proc.wait(timeout=10)
+    except subprocess.TimeoutExpired:
+        pass
+    for pid in (int(entry) for entry in os.listdir("/proc") if entry.isdigit()):
         try:
-            return proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
+            if os.getsid(pid) == proc.pid:
+                os.kill(pid, signal.SIGKILL)
+        except OSError:  # gone already
             pass
     return proc.wait()
 
@@ -343,7 +348,7 @@ class Check:
         self.reserve = opts.budget // 30 + 3  # kept back for the last report and the log archive
         self.phase = None  # the phase running
         self.running = None  # the command started last: a Ctrl-C of ours stops it
-        self.trained = False  # train-resume's run finished: eval-export has a run to check
+        self.trained = None  # train-resume's run: None when that phase did not run, else whether it finished
         # run-all and the GPU sampling are measured on one GPU: the first CUDA_VISIBLE_DEVICES leaves.
         self.one_gpu = (os.environ.get("CUDA_VISIBLE_DEVICES") or "0").split(",")[0]
         self.peer_flags = ["--device", self.device, "--threads", str(len(os.sched_getaffinity(0))), "--tf32", "off",
@@ -418,12 +423,12 @@ class Check:
         return self.logs / f"{name}.{'err' if ours else 'peer-err'}"
 
     def start(self, name, cmd, ours=True, env=None):
-        """Starts a command in a process group of its own (a stop reaches all it started), stdout
-        to logs/NAME.out."""
+        """Starts a command in a session of its own, which it leads (a stop reaches all it
+        started), stdout to logs/NAME.out."""
         with open(self.logs / f"{name}.out", "w") as out, open(self.err(name, ours), "w") as err:
             self.running = subprocess.Popen([str(arg) for arg in cmd], stdout=out, stderr=err,
                                             stdin=subprocess.DEVNULL, env={**os.environ, **(env or {})},
-                                            process_group=0)
+                                            start_new_session=True)
         return self.running
 
     def wait(self, proc, seconds):
@@ -643,6 +648,10 @@ def train_resume(c):
 
 def eval_export(c):
     """`resnext eval` and `export` of train-resume's run, and the export in torch on the device."""
+    if c.trained is None:  # the budget skipped train-resume: nothing to evaluate, and nothing failed
+        c.record["skipped"].append({"name": "eval-export", "detail": "skipped: phase train-resume did not run"})
+        print("  skip  eval-export: phase train-resume did not run")
+        return
     if not c.trained:
         c.check("eval", False, "not run: the training run of phase train-resume did not finish")
         return
@@ -689,7 +698,8 @@ def run_all_once(c, name, args):
                       "--", *c.size.run_all_args], env={"CUDA_VISIBLE_DEVICES": c.one_gpu})
     wall = time.monotonic() - begin
     runs, complete = [], True
-    for exp in (e for e in BLOG_EXPERIMENTS if (results / e).is_dir()):
+    # The run folders run-all started (each has its train.log), not the report's figures/.
+    for exp in sorted(log.parent.name for log in results.glob("*/train.log")):
         epoch0 = next((row for row in metrics(results / exp) if row["epoch"] == 0), {})
         if epoch0.get("images_per_second") is None:
             complete = False

@@ -148,7 +148,9 @@ pub fn run(request: &BenchRequest) -> Result<Measurement> {
         profile(&records, n)
     });
     seconds.sort_by(f64::total_cmp);
-    let median = seconds[seconds.len() / 2];
+    // The middle step, or the mean of the middle two, as Python's statistics.median gives the peer's.
+    let middle = seconds.len() / 2;
+    let median = if seconds.len() % 2 == 1 { seconds[middle] } else { (seconds[middle - 1] + seconds[middle]) / 2.0 };
     let model = &experiment.model;
     Ok(Measurement {
         program: "resnext",
@@ -193,7 +195,7 @@ impl Measurement {
     pub fn to_text(&self) -> String {
         let per = if self.mode == "eval" { "batch" } else { "step" };
         let mut text = format!(
-            "{}, {} intra-op threads, libtorch {}, batch {}, {} ({}), model {}\n\
+            "{}, {} intra-op threads, libtorch {}, batch {}, {}, model {}, {}\n\
              images: {}\n\
              ATen ops per {per}: {}\n\
              RESULT mode={} precision={} median {:.1} ms/step, {:.1} images/s (best {:.1}) over {} steps after {} \
@@ -203,8 +205,8 @@ impl Measurement {
             self.libtorch,
             self.batch,
             self.experiment,
-            self.malloc,
             self.model,
+            self.malloc,
             self.images,
             self.aten_ops_per_step,
             self.mode,

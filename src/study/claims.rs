@@ -113,7 +113,8 @@ pub enum Verdict {
     CannotTell,
     /// An experiment has no run, or one only.
     NotEnoughRuns,
-    /// A run is still training, stopped or failed before the epochs the claim reads.
+    /// A run is still training, stopped or failed before the epochs the claim reads, or its test
+    /// set was not measured in them.
     Incomplete,
 }
 
@@ -213,9 +214,21 @@ pub fn judge<'a>(check: &Check, runs_of: impl Fn(&str) -> &'a [RunState]) -> Jud
             .collect();
         return no_numbers(Verdict::Incomplete, groups.join("; "));
     }
+    let unmeasured: Vec<&str> = (names.iter().flat_map(|name| runs_of(name)))
+        .filter(|run| run_value(run, within).is_none())
+        .map(|run| run.label.as_str())
+        .collect();
+    if !unmeasured.is_empty() {
+        let when =
+            within.map_or_else(|| "at its last epoch".to_string(), |epochs| format!("in its first {epochs} epochs"));
+        return no_numbers(
+            Verdict::Incomplete,
+            format!("{}: the test set was not measured {when}", unmeasured.join(", ")),
+        );
+    }
     let side = |name: &str| {
         let runs = runs_of(name);
-        let values = runs.iter().map(|run| 100.0 * run_value(run, within)).collect();
+        let values = runs.iter().map(|run| 100.0 * run_value(run, within).expect("measured: checked above")).collect();
         Side::new(name, runs.iter().map(|run| run.label.clone()).collect(), values)
     };
     let subject = side(names[0]);
@@ -302,12 +315,12 @@ fn not_done(run: &RunState, within: Option<usize>) -> Option<(String, String)> {
 }
 
 /// A done run's number: its last epoch's test accuracy, or its best within the first `within`
-/// epochs (of those it was measured after).
-fn run_value(run: &RunState, within: Option<usize>) -> f64 {
+/// epochs (of those it was measured after); `None` when the test set was not measured there.
+fn run_value(run: &RunState, within: Option<usize>) -> Option<f64> {
     let accuracy = |row: &EpochRow| row.test_accuracy(run.test_set());
     match within {
-        Some(epochs) => run.rows.iter().take(epochs).filter_map(accuracy).fold(f64::NEG_INFINITY, f64::max),
-        None => run.rows.last().and_then(accuracy).unwrap_or(f64::NAN),
+        Some(epochs) => run.rows.iter().take(epochs).filter_map(accuracy).reduce(f64::max),
+        None => run.rows.last().and_then(accuracy),
     }
 }
 
@@ -475,6 +488,14 @@ mod tests {
         }
         let judged = compare("ends_below", &a, &finished("b", &[0.50, 0.51]));
         assert_eq!(judged.verdict, Verdict::Holds, "{}", judged.reason);
+        // With test_every, the test set may not be measured in the epochs a claim reads: that
+        // run is named, and no number is made up for it.
+        a[1].rows[0].test_accuracy = Some(0.2);
+        let reaches = r#"{"kind": "reaches", "experiment": "a", "percent": 45, "within_epochs": 2}"#;
+        let judged = threshold(reaches, &a);
+        assert_eq!(judged.verdict, Verdict::Incomplete, "{}", judged.reason);
+        assert_eq!(judged.reason, "a/seed-0: the test set was not measured in its first 2 epochs");
+        assert!(judged.numbers.is_none());
     }
 
     /// A claims list as `study.json` holds it, read (naming the field at fault) and checked.

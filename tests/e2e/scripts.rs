@@ -449,7 +449,7 @@ fn the_bundle_refuses_another_torch_in_one_line() {
 /// bench-cpu.sh's arithmetic, with stand-ins for resnext and the peer that print fixed speeds as
 /// their JSON: the ratios are ours over each other measurement within a round, with their median,
 /// and the ceiling is the peer's median timed step over our profiled convolutions; the profile's
-/// own one-step timings count in neither.
+/// own one-step timings count in neither; the peer runs with the malloc tunables the binary reports.
 #[test]
 fn bench_cpu_takes_ratios_within_rounds_and_the_ceiling_from_the_timed_rounds() {
     let dir = tempfile::tempdir().unwrap();
@@ -462,6 +462,9 @@ fn bench_cpu_takes_ratios_within_rounds_and_the_ceiling_from_the_timed_rounds() 
         &ours,
         &format!(
             r#"#!/bin/bash
+if [ "$1" = info ]; then
+  echo '{{"cpu": {{"model": "a stand-in", "native_bf16": null, "malloc_tuning": "GLIBC_TUNABLES=a=1"}}}}'; exit
+fi
 case "$*" in *"--mode eval"*) s=80 ;; *"--fused false"*) s=40 ;; *) s=50 ;; esac
 profile=null
 case "$*" in *--profile*)
@@ -478,6 +481,7 @@ esac
         &peer,
         &format!(
             r#"#!/bin/bash
+[ "$GLIBC_TUNABLES" = a=1 ] || {{ echo "the peer lacks the binary's malloc tunables" >&2; exit 1; }}
 case "$*" in
   *"--mode train"*) n=$(( $(cat {count} 2>/dev/null || echo 0) + 1 )); echo $n > {count}; speeds=(20 25 40 1000); s=${{speeds[n-1]}} ;;
   *) s=100 ;;
