@@ -6,7 +6,7 @@ use clap::builder::{PossibleValue, PossibleValuesParser, TypedValueParser};
 use clap::{Args, Parser, Subcommand};
 use resnext::bench::{BenchRequest, Mode};
 use resnext::compute::{self, ComputeRequest};
-use resnext::config::{Experiment, Precision};
+use resnext::config::{Experiment, Precision, SEED_STRIDE};
 use resnext::data;
 use resnext::eval::EvalRequest;
 use resnext::runs::run_dir::{CheckpointName, DataLimits};
@@ -262,7 +262,7 @@ pub struct TrainArgs {
     pub seed: Option<u64>,
     /// Train run K (from 0) of the experiment: with the config's seed + 1000 K, the rule that
     /// gives every run of a study a seed of its own (scripts/run-all.sh --seeds uses it).
-    #[arg(long, value_name = "K", value_parser = clap::value_parser!(u64).range(0..1000))]
+    #[arg(long, value_name = "K", value_parser = clap::value_parser!(u64).range(0..SEED_STRIDE))]
     pub repeat: Option<u64>,
     /// Continue the run in the run folder after its last checkpoint (starts it if there is none).
     #[arg(long, conflicts_with = "force")]

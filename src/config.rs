@@ -63,7 +63,7 @@ pub struct Experiment {
     /// epoch (0: epochs only, like Keras's callback with `update_freq='epoch'`).
     #[serde(default)]
     pub tensorboard_steps: usize,
-    /// Seeds the weights, the per-epoch shuffles and the augmentation draws.
+    /// Seeds the weights, the shuffle of each pass over the images and the augmentation draws.
     pub seed: u64,
 }
 

@@ -1,9 +1,9 @@
-"""Reference values for src/stats.rs (the report's t-tests), from scipy.
+"""Reference values for src/study/stats.rs (the report's t-tests), from scipy.
 
 Run with any Python that has scipy (the project venv has none):
     python3 -m venv /tmp/scipy && /tmp/scipy/bin/pip install scipy
     /tmp/scipy/bin/python scripts/golden/t_tests.py
-and paste its output into the tests of src/stats.rs (they hold the numbers; no test runs Python).
+and paste its output into the tests of src/study/stats.rs (they hold the numbers; no test runs Python).
 """
 import scipy
 from scipy import stats

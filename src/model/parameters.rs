@@ -43,8 +43,8 @@ pub fn parameters(vs: &nn::VarStore) -> Vec<Parameter> {
     parameters
 }
 
-/// `sum(w^2)` over `kernels` (the L2 penalty is `l2` times it) in three ops: every kernel's norm at once, then the squared norm
-/// of the norms.
+/// `sum(w^2)` over `kernels` (the L2 penalty is `l2` times it) in three ops: every kernel's norm at
+/// once, then the squared norm of the norms.
 pub fn kernel_sum_of_squares(kernels: &[Tensor]) -> Tensor {
     tch::no_grad(|| {
         let norms = Tensor::stack(&foreach_norm(kernels), 0);

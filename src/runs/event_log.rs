@@ -16,9 +16,10 @@
 //!
 //! **Wall times.** The CSV has none, so every writer says which: [`EventLog::append_epoch`] and
 //! [`StepScalars`] take the time the caller measured ([`crate::clock`]); [`EventLog::rewrite`]
-//! takes one per row, and [`wall_times_ending_at`] reconstructs them when they were not kept (the last row at
-//! a known time, earlier ones spaced by their `epoch_seconds`, training and evaluation; what runs
-//! between epochs, such as saving a checkpoint, is not in them, so those points sit a little late). The `file_version` event gets the earliest time in the file.
+//! takes one per row, and [`wall_times_ending_at`] reconstructs them when they were not kept (the
+//! last row at a known time, earlier ones spaced by their `epoch_seconds`, training and evaluation;
+//! what runs between epochs, such as saving a checkpoint, is not in them, so those points sit a
+//! little late). The `file_version` event gets the earliest time in the file.
 //!
 //! **Crashes.** A rewrite is atomic (see [`crate::atomic_file::write_atomic_via`]) through a temporary
 //! name without `tfevents`, which TensorBoard would read as an event file. Each append is synced

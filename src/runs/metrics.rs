@@ -95,7 +95,7 @@ impl EpochRow {
 /// Appends one row (with the header when the file is new) of a run with the test columns
 /// (`test_columns`) or without, and syncs it to disk.
 pub fn append(path: &Path, row: &EpochRow, test_columns: bool) -> Result<()> {
-    let is_new = !path.exists() || std::fs::metadata(path)?.len() == 0;
+    let is_new = std::fs::metadata(path).map_or(true, |metadata| metadata.len() == 0);
     let file = std::fs::OpenOptions::new()
         .create(true)
         .append(true)
@@ -103,12 +103,11 @@ pub fn append(path: &Path, row: &EpochRow, test_columns: bool) -> Result<()> {
         .with_context(|| format!("cannot open {} for appending", path.display()))?;
     let mut writer = csv::Writer::from_writer(file);
     if is_new {
-        writer.write_record(header(test_columns))?;
+        writer.write_record(header(test_columns)).with_context(|| format!("cannot write to {}", path.display()))?;
     }
     writer.write_record(row.cells(test_columns)).with_context(|| format!("cannot write to {}", path.display()))?;
     let file = writer.into_inner().map_err(|e| anyhow::anyhow!("cannot flush {}: {}", path.display(), e.error()))?;
-    file.sync_all()?;
-    Ok(())
+    file.sync_all().with_context(|| format!("cannot sync {}", path.display()))
 }
 
 /// Replaces the file with exactly `rows` (atomically), under the header of a run that has the

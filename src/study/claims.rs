@@ -462,7 +462,7 @@ mod tests {
         let check = r#"{"kind": "ends_above", "experiment": "a", "percent": 95}"#;
         assert_eq!(threshold(check, &finished("a", &[0.955, 0.957, 0.956])).verdict, Verdict::Holds);
         assert_eq!(threshold(check, &finished("a", &[0.940, 0.942, 0.941])).verdict, Verdict::DoesNotHold);
-        // scipy's ttest_1samp([94.9, 95.3, 95.05, 94.8], 95): p = 0.9157 (src/stats.rs).
+        // scipy's ttest_1samp([94.9, 95.3, 95.05, 94.8], 95): p = 0.9157 (src/study/stats.rs).
         let unclear = threshold(check, &finished("a", &[0.949, 0.953, 0.9505, 0.948]));
         assert_eq!(unclear.verdict, Verdict::CannotTell);
         assert!((unclear.numbers.unwrap().test.unwrap().p - 0.9157393309947153).abs() < 1e-9);

@@ -1,8 +1,8 @@
 //! What an experiment reference stands for: a config file's path (anything ending in `.json`),
-//! `STUDY/NAME` (the experiment NAME of a study; STUDY a name or a study's folder), or a bare NAME (the experiment of that name in
-//! the one study that has it). Studies are found in the working folder's `experiments/` and among
-//! the ones built into the binary ([`crate::study`]), so `resnext train demo` works from any
-//! folder.
+//! `STUDY/NAME` (the experiment NAME of a study; STUDY a name or a study's folder), or a bare NAME
+//! (the experiment of that name in the one study that has it). Studies are found in the working
+//! folder's `experiments/` and among the ones built into the binary ([`crate::study`]), so `resnext
+//! train demo` works from any folder.
 use crate::config::Experiment;
 use crate::study::{self, Source, Study};
 use anyhow::{bail, Context, Result};

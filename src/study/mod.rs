@@ -335,18 +335,18 @@ fn names_of_studies_holding(names: &[String]) -> Result<Vec<String>> {
     Ok(found)
 }
 
-/// The `name` of each config in `folder`, with its file.
+/// The `name` of each config in `folder`, with its file. A config that does not parse is an
+/// error naming it: skipped, it would turn into "no experiment named ...".
 fn experiment_names_in(folder: &Folder) -> Result<Vec<(String, Source)>> {
-    Ok(folder
-        .files()?
-        .into_iter()
-        .filter(|(file, _)| file != STUDY_FILE)
-        .filter_map(|(_, source)| {
-            let value: serde_json::Value = serde_json::from_str(&source.text).ok()?;
-            let name = value.get("name")?.as_str()?.to_string();
-            Some((name, source))
+    (folder.files()?.into_iter().filter(|(file, _)| file != STUDY_FILE))
+        .map(|(_, source)| {
+            let value: serde_json::Value =
+                serde_json::from_str(&source.text).with_context(|| format!("{}: not valid JSON", source.origin))?;
+            let name = (value.get("name").and_then(|name| name.as_str()))
+                .with_context(|| format!("{}: field `name` is missing or not a string", source.origin))?;
+            Ok((name.to_string(), source))
         })
-        .collect())
+        .collect()
 }
 
 /// The config of the experiment `name` and the study it is in, found in every study: an

@@ -43,7 +43,7 @@ impl Transforms {
     }
 }
 
-/// The transforms of an epoch ready to apply to `height` x `width` images on one device:
+/// The transforms of a pass ready to apply to `height` x `width` images on one device:
 /// per image the numbers the warp needs, worked out once on the CPU in f64, and the pixel
 /// grid, built once. Warping a batch is then about twenty tensor ops whatever its size.
 pub struct Warp {

@@ -1,14 +1,14 @@
 //! `resnext train`: the blog's recipe, epoch by epoch.
 //!
 //! Each epoch: the epoch rules set the lr (step schedule) -> for each of the epoch's steps, the
-//! next batch of the stream of passes over the training images: the step's lr (per-step rules, warmup) -> SGD step and weight average -> tally its
-//! stats -> report progress (and step scalars) -> (stop on Ctrl-C, with a checkpoint) ->
-//! evaluate on the validation data (the test set, as in the blog, unless the config holds out
-//! training images) and, when it is not the test set, on the test set as well -> let
-//! ReduceLROnPlateau see `val_loss` -> the epoch's record (best weights by `val_accuracy`,
-//! checkpoint, CSV row, event log: [`record`]). The test set's own scores are written down and
-//! read by nothing else. A pass's shuffle and augmentation come from (seed, pass) alone
-//! ([`crate::train::batches`]), so a resumed run continues exactly as an uninterrupted one.
+//! next batch of the stream of passes over the training images: the step's lr (per-step rules,
+//! warmup) -> SGD step and weight average -> tally its stats -> report progress (and step scalars)
+//! -> (stop on Ctrl-C, with a checkpoint) -> evaluate on the validation data (the test set, as in
+//! the blog, unless the config holds out training images) and, when it is not the test set, on the
+//! test set as well -> let ReduceLROnPlateau see `val_loss` -> the epoch's record (best weights by
+//! `val_accuracy`, checkpoint, CSV row, event log: [`record`]). The test set's own scores are
+//! written down and read by nothing else. A pass's shuffle and augmentation come from (seed, pass)
+//! alone ([`crate::train::batches`]), so a resumed run continues exactly as an uninterrupted one.
 pub mod augment;
 pub mod batches;
 pub mod ema;
@@ -105,7 +105,8 @@ pub fn run(request: &TrainRequest) -> Result<Outcome> {
     };
     let steps_per_epoch = experiment.steps_per_epoch(train.len());
     let fresh_rule = TrainState::new(experiment).lr_rule;
-    fresh_rule.check_length(steps_per_epoch, experiment.epochs).context("in the run's config")?;
+    (fresh_rule.check_length(steps_per_epoch, experiment.epochs))
+        .with_context(|| format!("the config of experiment {}", experiment.name))?;
     let mut learner = Learner::new(experiment, &compute);
     let mut state = match plan.resume {
         true => TrainState::restore(&plan.dir, &mut learner)?,

@@ -1,9 +1,10 @@
-//! The training record: what the loop remembers between steps ([`TrainState`], the loop's own)
-//! and the files that keep it, handed the state whenever they save it, written in one order at the end of every epoch: the best weights, then the
-//! checkpoint (`last.safetensors`, the truth), then the epoch's row in metrics.csv, then its
-//! points in the TensorBoard event log. Every start rewrites the CSV and the event log from the
-//! checkpoint's history, so a crash between any two writes loses nothing (a redone epoch
-//! reproduces the same weights), and nothing written after the checkpoint survives a resume.
+//! The training record: what the loop remembers between steps ([`TrainState`], the loop's own) and
+//! the files that keep it, handed the state whenever they save it, written in one order at the end
+//! of every epoch: the best weights, then the checkpoint (`last.safetensors`, the truth), then the
+//! epoch's row in metrics.csv, then its points in the TensorBoard event log. Every start rewrites
+//! the CSV and the event log from the checkpoint's history, so a crash between any two writes loses
+//! nothing (a redone epoch reproduces the same weights), and nothing written after the checkpoint
+//! survives a resume.
 use crate::clock;
 use crate::config::Experiment;
 use crate::runs::checkpoint::{Checkpoint, EMA, MODEL, VELOCITY};

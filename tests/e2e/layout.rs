@@ -70,12 +70,28 @@ fn imports(from: &str, code: &str, known: &BTreeSet<String>) -> BTreeSet<String>
     found
 }
 
-/// The paths at the start of `rest`: `a::b` or each of `{a, b::c}`.
+/// The paths at the start of `rest`: `a::b` or each of `{a, b::{c, d as e}}`.
 fn paths(rest: &str) -> Vec<String> {
     let is_path = |c: char| c.is_alphanumeric() || c == '_' || c == ':';
     if let Some(group) = rest.strip_prefix('{') {
-        let end = group.find('}').unwrap_or(group.len());
-        return group[..end].split(',').map(|p| p.trim().split(" as ").next().unwrap().to_string()).collect();
+        // The group's items, split at its own commas (not a nested group's), up to its closing brace.
+        let (mut depth, mut start, mut items) = (0, 0, Vec::new());
+        for (i, c) in group.char_indices() {
+            match c {
+                '{' => depth += 1,
+                '}' if depth == 0 => {
+                    items.push(&group[start..i]);
+                    break;
+                }
+                '}' => depth -= 1,
+                ',' if depth == 0 => {
+                    items.push(&group[start..i]);
+                    start = i + 1;
+                }
+                _ => {}
+            }
+        }
+        return items.iter().map(|item| item.trim()).filter(|item| !item.is_empty()).flat_map(paths).collect();
     }
     let end = rest.find(|c: char| !is_path(c)).unwrap_or(rest.len());
     let path = rest[..end].trim_end_matches(':');
@@ -84,6 +100,13 @@ fn paths(rest: &str) -> Vec<String> {
         true => paths(&rest[end..]).into_iter().map(|p| format!("{path}::{p}")).collect(),
         false => vec![path.to_string()],
     }
+}
+
+#[test]
+fn imports_are_read_from_nested_groups_and_renames() {
+    assert_eq!(paths("{a::{b, c::{d}}, e as f, g};"), ["a::b", "a::c::d", "e", "g"]);
+    assert_eq!(paths("a::b::{c, d};"), ["a::b::c", "a::b::d"]);
+    assert_eq!(paths("a::b;"), ["a::b"]);
 }
 
 /// A cycle of `graph` (its modules in import order, the first repeated at the end), if any.

@@ -173,6 +173,21 @@ fn a_bad_study_is_refused_naming_the_file_the_field_and_the_value() {
     }
 }
 
+/// A config of a local study that is not valid JSON is named when an experiment is looked up by
+/// name, not skipped into "no experiment named ...".
+#[test]
+fn a_config_that_does_not_parse_is_named_when_experiments_are_looked_up() {
+    let dir = tempfile::tempdir().unwrap();
+    copy_study("demo", dir.path(), "mine", |name, text| match name {
+        "demo_fast.json" => text.replacen('{', "", 1),
+        _ => text,
+    });
+    let output = resnext_in(dir.path(), &["summary", "demo_fast"]);
+    assert!(!output.status.success());
+    let err = stderr(&output);
+    assert!(err.contains("experiments/mine/demo_fast.json") && err.contains("not valid JSON"), "{err}");
+}
+
 /// The repository holds `make study`'s runs of blog-small (each run's config, settings and
 /// metrics) and the report written from them: reporting on them again gives the same verdicts
 /// with the same numbers.

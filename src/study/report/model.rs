@@ -43,8 +43,8 @@ pub struct StudyReport {
 pub struct ExperimentReport {
     pub name: String,
     pub runs: Vec<RunReport>,
-    /// Over the finished runs (`None` when none is).
     pub finished_runs: usize,
+    /// Over the finished runs (`None` when none is).
     pub final_test_accuracy: Option<Spread>,
     pub best_checkpoint_test_accuracy: Option<Spread>,
     pub last_epochs_test_accuracy: Option<Spread>,
