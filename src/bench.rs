@@ -290,12 +290,14 @@ fn profile(records: &[recorder::OpRecord], steps: usize) -> Profile {
         }
     }
     classes.sort_by(|a, b| b.1.total_cmp(&a.1));
+    let mut slowest: Vec<&recorder::OpRecord> = records.iter().collect();
+    slowest.sort_by(|a, b| b.self_time.cmp(&a.self_time));
     Profile {
         steps,
         ms_per_step: total * 1000.0 / steps as f64,
         classes: classes.into_iter().map(|(class, seconds)| row(class, seconds, None)).collect(),
-        ops: records
-            .iter()
+        ops: slowest
+            .into_iter()
             .take(10)
             .map(|r| row(&r.name, r.self_time.as_secs_f64(), Some(r.calls as usize / steps)))
             .collect(),
@@ -372,10 +374,10 @@ mod tests {
             self_time: Duration::from_millis(ms),
         };
         let records = [
-            record("aten::convolution_backward", 600, 4),
-            record("aten::mkldnn_convolution", 200, 4),
-            record("resnext::batch_norm_relu", 150, 2),
             record("aten::empty", 50, 10),
+            record("aten::mkldnn_convolution", 200, 4),
+            record("aten::convolution_backward", 600, 4),
+            record("resnext::batch_norm_relu", 150, 2),
         ];
         let table = profile(&records, 2).to_text();
         let lines: Vec<&str> = table.lines().filter(|l| !l.is_empty()).collect();
@@ -390,5 +392,10 @@ mod tests {
             "{table}"
         );
         assert_eq!(lines.len(), 1 + 3 + 4);
+        let ops: Vec<&str> = lines[4..].iter().map(|l| l.split_whitespace().nth(2).unwrap()).collect();
+        assert_eq!(
+            ops,
+            ["aten::convolution_backward", "aten::mkldnn_convolution", "resnext::batch_norm_relu", "aten::empty"]
+        );
     }
 }

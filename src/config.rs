@@ -387,6 +387,18 @@ pub fn apply_override(config: &mut Value, item: &str) -> Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::testing::tiny_experiment;
+
+    #[test]
+    fn the_test_set_is_measured_every_test_every_epochs_and_after_the_last() {
+        let measured = |overrides: &[&str]| -> Vec<usize> {
+            let experiment = tiny_experiment(overrides);
+            (0..experiment.epochs).filter(|&epoch| experiment.tests_after(epoch)).collect()
+        };
+        assert_eq!(measured(&["epochs=10", "test_every=4"]), [3, 7, 9]);
+        assert_eq!(measured(&["epochs=8", "test_every=4"]), [3, 7]);
+        assert_eq!(measured(&["epochs=3"]), [0, 1, 2], "every epoch by default");
+    }
 
     fn shipped(name: &str) -> Experiment {
         let text =

@@ -446,6 +446,55 @@ fn the_bundle_refuses_another_torch_in_one_line() {
     assert!(!output.status.success() && err.lines().count() == 1 && err.contains("has no torch"), "{err}");
 }
 
+/// Scripts read a benchmark's numbers from its JSON, ours or the peer's alike (bench_cpu.py,
+/// gpu_check.py): both programs write the same fields, with the same profile rows.
+#[test]
+fn ours_and_the_peers_measurements_have_the_same_fields() {
+    let _guard = serial();
+    let args = ["--mode", "train", "--batch", "4", "--steps", "2", "--warmup", "0", "--profile", "1", "--json"];
+    let ours = run_resnext(&[&["bench", "demo", "--device", "cpu"][..], &args].concat());
+    assert!(ours.status.success(), "{}", stderr(&ours));
+    let peer = Command::new(root().join(".venv/bin/python3"))
+        .arg(root().join("bench/torch_peer.py"))
+        .args(["--depth", "11", "--cardinality", "4", "--width", "4", "--threads", "1"])
+        .args(args)
+        .output()
+        .unwrap();
+    assert!(peer.status.success(), "{}", stderr(&peer));
+    let ours: serde_json::Value = serde_json::from_str(&stdout(&ours)).unwrap();
+    let peer: serde_json::Value = serde_json::from_str(&stdout(&peer)).unwrap();
+    let shared = [
+        "program",
+        "mode",
+        "precision",
+        "device",
+        "batch",
+        "threads",
+        "steps",
+        "warmup",
+        "ms_per_step",
+        "images_per_second",
+        "best_images_per_second",
+        "peak_rss_mib",
+        "aten_ops_per_step",
+        "first_step_seconds",
+        "profile",
+    ];
+    for field in shared {
+        assert!(ours.get(field).is_some() && peer.get(field).is_some(), "{field}:\n{ours}\n{peer}");
+    }
+    for field in ["mode", "precision", "device", "batch", "steps", "warmup"] {
+        assert_eq!(ours[field], peer[field], "{field}");
+    }
+    let keys = |value: &serde_json::Value| -> Vec<String> { value.as_object().unwrap().keys().cloned().collect() };
+    for side in [&ours, &peer] {
+        let profile = &side["profile"];
+        assert_eq!(keys(profile), ["classes", "ms_per_step", "ops", "steps"], "{profile}");
+        assert_eq!(keys(&profile["classes"][0]), ["ms_per_step", "name", "percent"], "{profile}");
+        assert_eq!(keys(&profile["ops"][0]), ["calls_per_step", "ms_per_step", "name", "percent"], "{profile}");
+    }
+}
+
 /// bench-cpu.sh's arithmetic, with stand-ins for resnext and the peer that print fixed speeds as
 /// their JSON: the ratios are ours over each other measurement within a round, with their median,
 /// and the ceiling is the peer's median timed step over our profiled convolutions; the profile's

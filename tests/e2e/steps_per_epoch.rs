@@ -67,6 +67,13 @@ fn a_run_stopped_at_any_step_resumes_bit_identically_across_pass_boundaries() {
         stops.push(state.epoch * 5 + state.step);
     }
     assert!(stops.windows(2).all(|w| w[0] < w[1]), "each stop later than the last: {stops:?}");
+    // A pass is 7 steps: some resumed stretch (the steps from a stop to the next, or to the end
+    // at 20) starts a pass.
+    let ends: Vec<usize> = stops[1..].iter().copied().chain([20]).collect();
+    assert!(
+        stops.iter().zip(&ends).any(|(&from, &to)| (from..to).any(|step| step % 7 == 0)),
+        "no resume crossed a pass boundary: stopped after steps {stops:?}"
+    );
     let output = train_tiny(&run, &resume);
     assert!(output.status.success(), "{}", stderr(&output));
     assert!(
@@ -80,6 +87,7 @@ fn a_run_stopped_at_any_step_resumes_bit_identically_across_pass_boundaries() {
 
 #[test]
 fn reduce_on_plateau_waits_epochs_not_steps() {
+    let _guard = serial();
     // tiny.json's rule: ReduceLROnPlateau with patience 1. Keras's rule, run here on the CSV's own
     // val_loss once per epoch, gives the lr column of every next epoch.
     let rows = metrics_rows(straight());
