@@ -291,7 +291,7 @@ fn profile(records: &[recorder::OpRecord], steps: usize) -> Profile {
     }
     classes.sort_by(|a, b| b.1.total_cmp(&a.1));
     let mut slowest: Vec<&recorder::OpRecord> = records.iter().collect();
-    slowest.sort_by(|a, b| b.self_time.cmp(&a.self_time));
+    slowest.sort_by_key(|record| std::cmp::Reverse(record.self_time));
     Profile {
         steps,
         ms_per_step: total * 1000.0 / steps as f64,
