@@ -222,7 +222,8 @@ def main(argv=None):
         "aten_ops_per_step": None,
         "first_step_seconds": first if args.compile != "none" and args.warmup else None,
         "profile": profile(step, args.profile) if args.profile else None,
-        "model": name, "params": params, "torch": torch.__version__, "channels_last": args.channels_last, "tf32": args.tf32, "compile": args.compile,
+        "model": name, "params": params, "torch": torch.__version__, "channels_last": args.channels_last,
+        "tf32": args.tf32, "compile": args.compile,
     }
     print(json.dumps(measurement, indent=2) if args.json else result_text(measurement))
 
@@ -233,8 +234,8 @@ def result_text(m):
     text = (f"RESULT mode={m['mode']} precision={m['precision']} device={m['device']} batch={m['batch']} "
             f"channels_last={int(m['channels_last'])} tf32={m['tf32']} compile={m['compile']} "
             f"median {m['ms_per_step']:.1f} ms/step, {m['images_per_second']:.1f} img/s "
-            f"(best {m['best_images_per_second']:.1f}) over {m['steps']} steps after {m['warmup']} warm-up{first_step}; "
-            f"peak RSS {m['peak_rss_mib']:.0f} MiB")
+            f"(best {m['best_images_per_second']:.1f}) over {m['steps']} steps after {m['warmup']} warm-up"
+            f"{first_step}; peak RSS {m['peak_rss_mib']:.0f} MiB")
     if p := m["profile"]:
         text += f"\nPROFILE {p['steps']} steps, {p['ms_per_step']:.1f} ms/step of operator self time"
         for row in p["classes"]:

@@ -118,9 +118,10 @@ def describe(m):
     if r.get("first_step_seconds"):
         line += f", first step {r['first_step_seconds']:.1f} s (compiles)"
     if p := r.get("profile"):
-        line += f"\nPROFILE {m.label} {m.kind}: {p['ms_per_step']:.1f} ms/step of operator self time over {p['steps']} steps"
+        head = f"\nPROFILE {m.label} {m.kind}:"
+        line += f"{head} {p['ms_per_step']:.1f} ms/step of operator self time over {p['steps']} steps"
         for row in p["classes"]:
-            line += f"\nPROFILE {m.label} {m.kind}: class {row['name']:<22} {row['percent']:5.1f}% {row['ms_per_step']:8.1f} ms/step"
+            line += f"{head} class {row['name']:<22} {row['percent']:5.1f}% {row['ms_per_step']:8.1f} ms/step"
     return line
 
 

@@ -552,7 +552,8 @@ def bench(c, who, label, args):
     if not c.starts(name):
         return
     if ours:
-        cmd, model = [c.opts.bin, "bench", *size.bench_exp, "--device", c.device, *args, "--json"], " ".join(size.bench_exp)
+        cmd = [c.opts.bin, "bench", *size.bench_exp, "--device", c.device, *args, "--json"]
+        model = " ".join(size.bench_exp)
     else:
         cmd = ["python3", c.opts.peer, *c.peer_flags, *args, "--json"]
         model = "ResNeXt-29 8x16d" + (f" ({' '.join(size.peer_size)})" if size.peer_size else "")
@@ -563,8 +564,8 @@ def bench(c, who, label, args):
     if rc or not result:
         c.check(name, False, c.failure(rc, name, ours) if rc else f"printed no JSON (log logs/{name}.out)")
         return
-    entry = {"who": who, "phase": c.phase.name, "args": " ".join(args), "images_per_second": result["images_per_second"],
-             "ms_per_step": result["ms_per_step"], "aten_ops": result["aten_ops_per_step"],
+    entry = {"who": who, "phase": c.phase.name, "args": " ".join(args),
+             "images_per_second": result["images_per_second"], "ms_per_step": result["ms_per_step"], "aten_ops": result["aten_ops_per_step"],
              "peak_rss_mib": result["peak_rss_mib"], "gpu_busy_percent": busy.percent, "model": model,
              "first_step_seconds": result["first_step_seconds"]}
     c.record["bench"].append(entry)
