@@ -34,9 +34,10 @@ pub mod config;
 // CIFAR-10.
 pub mod data;
 
-// The machine: libtorch's extension, the host, the GPUs, the clock, the one atomic write,
-// progress lines.
+// The machine and plain tools: libtorch's extension, the host, the GPUs, the clock, the one
+// atomic write, progress lines, the chart engine (the study's figures and eval's confusion matrix).
 pub mod atomic_file;
+pub mod chart;
 pub mod clock;
 pub mod gpus;
 pub mod host;

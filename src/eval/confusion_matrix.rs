@@ -1,5 +1,5 @@
 //! `eval`'s confusion matrix as a PNG: counts of true against predicted classes.
-use crate::study::chart::{draw_error, register_font, write_png, FONT};
+use crate::chart::{draw_error, register_font, write_png, FONT};
 use anyhow::Result;
 use plotters::prelude::*;
 use std::path::Path;

@@ -1,11 +1,11 @@
 //! The curves of the figures: a run's metrics per epoch on an axis of epochs or minutes, its
 //! learning rate as trained (a plateau rule's from the CSV, any other rule rebuilt step by step),
 //! and an experiment of several runs as their mean with a band from the lowest to the highest.
+use crate::chart::{Series, XKind};
 use crate::config::{Experiment, LrSchedule};
 use crate::runs::metrics::{self, EpochRow, TestSet};
 use crate::runs::results::ExperimentDirs;
 use crate::runs::run_dir::RunDir;
-use crate::study::chart::{Series, XKind};
 use crate::train::schedule::{Clock, LrRule};
 use anyhow::Result;
 use std::path::Path;

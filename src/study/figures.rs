@@ -2,9 +2,9 @@
 //! of the study whose experiments have runs, one of the runs no comparison names, and experiment
 //! folders given directly drawn together. A figure is training and test accuracy and loss per
 //! epoch (or per minute), plus the learning rate when a rule moves it by itself.
+use crate::chart::{draw_error, line_chart, register_font, write_png, Axes, Legend, Series, YScale, FONT};
 use crate::runs::metrics::{EpochRow, TestSet};
 use crate::runs::results::{self, ExperimentDirs};
-use crate::study::chart::{draw_error, line_chart, register_font, write_png, Axes, Legend, Series, YScale, FONT};
 use crate::study::curves::{ExperimentCurves, RunCurves, XAxis};
 use crate::study::{Comparison, Study};
 use anyhow::{ensure, Context, Result};

@@ -9,7 +9,6 @@
 //! its config's seed + [`SEED_STRIDE`] k ([`Experiment::repeat_seed`]). A study's configs have
 //! distinct seeds below the stride (checked when it loads), so no two runs of a study share a
 //! seed.
-pub mod chart;
 pub mod claims;
 pub mod curves;
 pub mod figures;

@@ -149,7 +149,7 @@ fn the_module_graph_has_no_cycle() {
 /// The layers, lowest first, by a module's first path segment (its folder, or its file at the
 /// top of `src/`): a module imports modules of its own layer and those below, never above.
 const LAYERS: [&[&str]; 10] = [
-    &["atomic_file", "clock", "gpus", "host", "progress", "torch_ext"],
+    &["atomic_file", "chart", "clock", "gpus", "host", "progress", "torch_ext"],
     &["data"],
     &["config"],
     &["compute"],
