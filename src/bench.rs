@@ -181,7 +181,8 @@ pub fn run(request: &BenchRequest) -> Result<Measurement> {
 }
 
 impl Mode {
-    pub fn name(self) -> &'static str {
+    /// Its name, on the command line and in the JSON.
+    pub const fn name(self) -> &'static str {
         match self {
             Mode::Train => "train",
             Mode::Eval => "eval",
@@ -193,7 +194,7 @@ impl Mode {
 impl Measurement {
     /// The text for people: the settings, the ATen op count, the RESULT line and any profile.
     pub fn to_text(&self) -> String {
-        let per = if self.mode == "eval" { "batch" } else { "step" };
+        let per = if self.mode == Mode::Eval.name() { "batch" } else { "step" };
         let mut text = format!(
             "{}, {} intra-op threads, libtorch {}, batch {}, {}, model {}, {}\n\
              images: {}\n\

@@ -490,10 +490,10 @@ fn choice<T: Choice>() -> impl TypedValueParser<Value = T> {
 
 impl Choice for Precision {
     const VALUES: &'static [(Self, &'static str, &'static str)] = &[
-        (Precision::Fp32, "fp32", "float32 throughout, as Keras trains"),
+        (Precision::Fp32, Precision::Fp32.name(), "float32 throughout, as Keras trains"),
         (
             Precision::Bf16,
-            "bf16",
+            Precision::Bf16.name(),
             "libtorch autocast to bfloat16 on the run's device (PyTorch's op policy: convolutions and matrix \
              products in bf16), with float32 master weights, velocities, BatchNorm statistics, losses and checkpoints",
         ),
@@ -513,8 +513,8 @@ impl Choice for MemoryFormat {
 
 impl Choice for CheckpointName {
     const VALUES: &'static [(Self, &'static str, &'static str)] = &[
-        (CheckpointName::Best, "best", "The epoch with the highest val_accuracy"),
-        (CheckpointName::Last, "last", "The latest checkpoint"),
+        (CheckpointName::Best, CheckpointName::Best.label(), "The epoch with the highest val_accuracy"),
+        (CheckpointName::Last, CheckpointName::Last.label(), "The latest checkpoint"),
     ];
 }
 
@@ -532,8 +532,8 @@ impl Choice for XAxis {
 
 impl Choice for Mode {
     const VALUES: &'static [(Self, &'static str, &'static str)] = &[
-        (Mode::Train, "train", "Augmentation, forward, backward and SGD update"),
-        (Mode::Eval, "eval", "Forward pass in inference mode"),
-        (Mode::Data, "data", "Shuffle, gather, normalise and augment only"),
+        (Mode::Train, Mode::Train.name(), "Augmentation, forward, backward and SGD update"),
+        (Mode::Eval, Mode::Eval.name(), "Forward pass in inference mode"),
+        (Mode::Data, Mode::Data.name(), "Shuffle, gather, normalise and augment only"),
     ];
 }

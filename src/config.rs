@@ -116,7 +116,8 @@ impl Precision {
         }
     }
 
-    pub fn name(self) -> &'static str {
+    /// Its name, on the command line and in files.
+    pub const fn name(self) -> &'static str {
         match self {
             Precision::Fp32 => "fp32",
             Precision::Bf16 => "bf16",
@@ -350,7 +351,12 @@ impl Experiment {
     /// Steps of every epoch of a run that trains on `images` images: the config's
     /// `steps_per_epoch`, else one pass over them.
     pub fn steps_per_epoch(&self, images: usize) -> usize {
-        self.steps_per_epoch.unwrap_or(images.div_ceil(self.batch_size))
+        self.steps_per_epoch.unwrap_or(self.steps_per_pass(images))
+    }
+
+    /// Steps of one pass over `images` images, the last batch smaller when they do not divide.
+    pub fn steps_per_pass(&self, images: usize) -> usize {
+        images.div_ceil(self.batch_size)
     }
 
     /// Whether the test set, when it is not the validation data, is measured after epoch

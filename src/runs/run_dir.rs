@@ -52,7 +52,8 @@ pub enum CheckpointName {
 }
 
 impl CheckpointName {
-    pub fn label(self) -> &'static str {
+    /// Its name, on the command line and in what `eval` prints.
+    pub const fn label(self) -> &'static str {
         match self {
             CheckpointName::Best => "best",
             CheckpointName::Last => "last",

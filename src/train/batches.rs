@@ -73,7 +73,7 @@ pub struct BatchStream<'a> {
 
 impl<'a> BatchStream<'a> {
     pub fn new(experiment: &'a Experiment, split: &'a Split, device: Device) -> Self {
-        let steps_per_pass = split.len().div_ceil(experiment.batch_size);
+        let steps_per_pass = experiment.steps_per_pass(split.len());
         BatchStream { experiment, split, device, steps_per_pass, pass: None }
     }
 
