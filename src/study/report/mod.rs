@@ -124,17 +124,15 @@ pub fn run(request: &ReportRequest) -> Result<Written> {
     let figures_dir = folder.join(FIGURES);
     let has_epochs =
         |name: &str| experiments.iter().any(|(n, runs)| n == name && runs.iter().any(|r| !r.rows.is_empty()));
+    let in_root = |e: &ExperimentDirs, root: &Path| e.path.parent() == Some(root);
     let mut figures = Vec::new();
     for root in &roots {
-        if results::experiments(root)?.iter().any(|e| has_epochs(&e.name)) {
+        if found.iter().any(|e| in_root(e, root) && has_epochs(&e.name)) {
             figures.extend(figures::plot_results(root, comparisons, &figures_dir, XAxis::Epoch)?.figures);
         }
     }
-    let direct: Vec<ExperimentDirs> = found
-        .iter()
-        .filter(|e| !roots.iter().any(|root| e.path.parent() == Some(root.as_path())) && has_epochs(&e.name))
-        .cloned()
-        .collect();
+    let direct: Vec<ExperimentDirs> =
+        found.iter().filter(|e| !roots.iter().any(|root| in_root(e, root)) && has_epochs(&e.name)).cloned().collect();
     if !direct.is_empty() {
         figures.push(figures::plot_together(&direct, &figures_dir, XAxis::Epoch)?);
     }
